@@ -1,0 +1,5 @@
+import sys
+
+from unfold_rnn.cli import main
+
+sys.exit(main())

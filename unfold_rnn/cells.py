@@ -1,0 +1,386 @@
+"""One time step of each recurrent network: weights and maths, nothing about time.
+
+Each cell keeps Keras's fused weight layout, so weights move both ways between these cells
+and Keras's built-in ones:
+
+    kernel            (input_dim, gates * units)   W: input  -> every gate
+    recurrent_kernel  (units,     gates * units)   U: state  -> every gate
+    bias              (gates * units,)             b   (GRU with reset_after: (2, 3 * units))
+
+and splits one time step in two, so that the unfolding layer can hoist the input half out of
+the time loop:
+
+    project_inputs(x)      x W + b_input for any number of leading axes (all steps at once)
+    step(x_proj, states)   the recurrent half: states_{t-1} -> states_t
+
+`call(inputs, states, training)` is the Keras cell contract built from those two, so every
+cell also runs inside `keras.layers.RNN`. Called that way, step by step, a cell draws a fresh
+dropout mask at every step; `unfold_rnn`'s layers draw one mask per sequence instead
+(variational dropout, Gal & Ghahramani 2016), as Keras's own layers do.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import keras
+import tensorflow as tf
+
+from unfold_rnn import _checks
+
+State = tuple[tf.Tensor, ...]
+
+
+class _RecurrentCell(keras.layers.Layer):
+    """What the three cells share: arguments, the fused weights and the Keras cell contract.
+
+    Subclasses set `gates` (how many blocks of `units` columns the kernels hold), may override
+    `_bias_shape` / `_bias_initializer` / `_input_bias`, and write `step`.
+    """
+
+    gates: int = 1
+
+    def __init__(
+        self,
+        units: int,
+        activation: Any = "tanh",
+        use_bias: bool = True,
+        kernel_initializer: Any = "glorot_uniform",
+        recurrent_initializer: Any = "orthogonal",
+        bias_initializer: Any = "zeros",
+        kernel_regularizer: Any = None,
+        recurrent_regularizer: Any = None,
+        bias_regularizer: Any = None,
+        kernel_constraint: Any = None,
+        recurrent_constraint: Any = None,
+        bias_constraint: Any = None,
+        dropout: float = 0.0,
+        recurrent_dropout: float = 0.0,
+        seed: int | None = None,
+        **kwargs: Any,
+    ) -> None:
+        _checks.require_tensorflow_backend(type(self).__name__)
+        # Keras's choice between kernel layouts; this package has one layout, so it is moot.
+        kwargs.pop("implementation", None)
+        super().__init__(**kwargs)
+        self.units = _checks.positive_int("units", units)
+        self.activation = keras.activations.get(activation)
+        self.use_bias = bool(use_bias)
+        self.kernel_initializer = keras.initializers.get(kernel_initializer)
+        self.recurrent_initializer = keras.initializers.get(recurrent_initializer)
+        self.bias_initializer = keras.initializers.get(bias_initializer)
+        self.kernel_regularizer = keras.regularizers.get(kernel_regularizer)
+        self.recurrent_regularizer = keras.regularizers.get(recurrent_regularizer)
+        self.bias_regularizer = keras.regularizers.get(bias_regularizer)
+        self.kernel_constraint = keras.constraints.get(kernel_constraint)
+        self.recurrent_constraint = keras.constraints.get(recurrent_constraint)
+        self.bias_constraint = keras.constraints.get(bias_constraint)
+        self.dropout = _checks.rate("dropout", dropout)
+        self.recurrent_dropout = _checks.rate("recurrent_dropout", recurrent_dropout)
+        self.seed = seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
+        self.output_size = self.units
+
+    # -- weights ---------------------------------------------------------------------------
+
+    def build(self, input_shape: Sequence[int | None]) -> None:
+        input_dim = input_shape[-1]
+        if input_dim is None:
+            raise ValueError(
+                f"{type(self).__name__} needs to know the number of input features; got an "
+                f"input shape of {tuple(input_shape)} whose last axis is unknown."
+            )
+        width = self.gates * self.units
+        self.kernel = self.add_weight(
+            shape=(input_dim, width),
+            name="kernel",
+            initializer=self.kernel_initializer,
+            regularizer=self.kernel_regularizer,
+            constraint=self.kernel_constraint,
+        )
+        self.recurrent_kernel = self.add_weight(
+            shape=(self.units, width),
+            name="recurrent_kernel",
+            initializer=self.recurrent_initializer,
+            regularizer=self.recurrent_regularizer,
+            constraint=self.recurrent_constraint,
+        )
+        self.bias = None
+        if self.use_bias:
+            self.bias = self.add_weight(
+                shape=self._bias_shape(),
+                name="bias",
+                initializer=self._bias_initializer(),
+                regularizer=self.bias_regularizer,
+                constraint=self.bias_constraint,
+            )
+
+    def _bias_shape(self) -> tuple[int, ...]:
+        return (self.gates * self.units,)
+
+    def _bias_initializer(self) -> Any:
+        return self.bias_initializer
+
+    def _input_bias(self) -> Any:
+        """The part of the bias added to x W (all of it, except for GRU's reset_after)."""
+        return self.bias
+
+    # -- maths -----------------------------------------------------------------------------
+
+    def project_inputs(self, inputs: tf.Tensor) -> tf.Tensor:
+        """x W + b_input for inputs of shape (..., input_dim) -> (..., gates * units)."""
+        projected = tf.tensordot(inputs, self.kernel, axes=1)
+        bias = self._input_bias() if self.use_bias else None
+        return projected if bias is None else projected + bias
+
+    def step(
+        self, projected: tf.Tensor, states: State, recurrent_mask: tf.Tensor | None = None
+    ) -> State:
+        """One step of the recurrence, from x_t W + b (B, gates * units) and the states.
+
+        `recurrent_mask` (B, units), if given, multiplies h_{t-1} where it enters U.
+        Returns the new states; the cell's output is always the first of them, h_t.
+        """
+        raise NotImplementedError
+
+    # -- the Keras cell contract -----------------------------------------------------------
+
+    def get_initial_state(self, batch_size: int | tf.Tensor | None = None) -> list[tf.Tensor]:
+        return [
+            tf.zeros((batch_size, size), dtype=self.compute_dtype) for size in self._state_sizes()
+        ]
+
+    def _state_sizes(self) -> list[int]:
+        size = self.state_size
+        return list(size) if isinstance(size, (list, tuple)) else [size]
+
+    def call(self, inputs: tf.Tensor, states: Any, training: bool = False) -> tuple[tf.Tensor, Any]:
+        nested = isinstance(states, (list, tuple))
+        states = tuple(states) if nested else (states,)
+        if training and self.dropout > 0:
+            inputs = inputs * self.dropout_mask(tf.shape(inputs), self.dropout)
+        recurrent_mask = None
+        if training and self.recurrent_dropout > 0:
+            recurrent_mask = self.dropout_mask(tf.shape(states[0]), self.recurrent_dropout)
+        new_states = self.step(self.project_inputs(inputs), states, recurrent_mask)
+        return new_states[0], list(new_states) if nested else new_states[0]
+
+    def dropout_mask(self, shape: Any, rate: float) -> tf.Tensor:
+        """A mask of 0 and 1/(1-rate) (inverted dropout), drawn from this cell's seed."""
+        ones = tf.ones(shape, dtype=self.compute_dtype)
+        return keras.random.dropout(ones, rate=rate, seed=self.seed_generator)
+
+    def get_config(self) -> dict[str, Any]:
+        config = {
+            "units": self.units,
+            "activation": keras.activations.serialize(self.activation),
+            "use_bias": self.use_bias,
+            "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
+            "recurrent_initializer": keras.initializers.serialize(self.recurrent_initializer),
+            "bias_initializer": keras.initializers.serialize(self.bias_initializer),
+            "kernel_regularizer": keras.regularizers.serialize(self.kernel_regularizer),
+            "recurrent_regularizer": keras.regularizers.serialize(self.recurrent_regularizer),
+            "bias_regularizer": keras.regularizers.serialize(self.bias_regularizer),
+            "kernel_constraint": keras.constraints.serialize(self.kernel_constraint),
+            "recurrent_constraint": keras.constraints.serialize(self.recurrent_constraint),
+            "bias_constraint": keras.constraints.serialize(self.bias_constraint),
+            "dropout": self.dropout,
+            "recurrent_dropout": self.recurrent_dropout,
+            "seed": self.seed,
+        }
+        return {**super().get_config(), **config}
+
+
+def _masked(h: tf.Tensor, recurrent_mask: tf.Tensor | None) -> tf.Tensor:
+    return h if recurrent_mask is None else h * recurrent_mask
+
+
+@keras.saving.register_keras_serializable(package="unfold_rnn")
+class VanillaCell(_RecurrentCell):
+    """The Elman network's step (Elman 1990), Keras's `SimpleRNNCell`.
+
+        h_t = act(x_t W + h_{t-1} U + b)          act = tanh by default
+
+    States: `[h]`, each (batch, units). Output: h_t.
+
+    Args:
+        units: size of h.
+        activation: act above.
+        use_bias: whether to add b.
+        kernel_initializer, recurrent_initializer, bias_initializer: for W, U and b.
+        kernel_regularizer, recurrent_regularizer, bias_regularizer: for W, U and b.
+        kernel_constraint, recurrent_constraint, bias_constraint: for W, U and b.
+        dropout: fraction of input features dropped (in training only).
+        recurrent_dropout: fraction of h_{t-1} dropped where it meets U (in training only).
+        seed: seed for the dropout masks.
+
+    Example:
+        >>> cell = VanillaCell(8)
+        >>> h, [h_again] = cell(tf.ones((2, 3)), [tf.zeros((2, 8))])
+    """
+
+    gates = 1
+
+    def __init__(self, units: int, activation: Any = "tanh", **kwargs: Any) -> None:
+        super().__init__(units, activation=activation, **kwargs)
+        self.state_size = self.units
+
+    def step(
+        self, projected: tf.Tensor, states: State, recurrent_mask: tf.Tensor | None = None
+    ) -> State:
+        (h,) = states  # (B, H)
+        h = self.activation(
+            projected + tf.matmul(_masked(h, recurrent_mask), self.recurrent_kernel)
+        )
+        return (h,)
+
+
+@keras.saving.register_keras_serializable(package="unfold_rnn")
+class GRUCell(_RecurrentCell):
+    """The gated recurrent unit's step (Cho et al. 2014), Keras's `GRUCell`.
+
+    Gate blocks in W, U and b: z (update), r (reset), h (candidate), in that order.
+
+        z_t  = rec_act(x_t W_z + h_{t-1} U_z + b_z)
+        r_t  = rec_act(x_t W_r + h_{t-1} U_r + b_r)
+        reset_after=True  (Keras's default, cuDNN's convention; b is (2, 3·units): input, recurrent)
+          h~_t = act(x_t W_h + bx_h + r_t * (h_{t-1} U_h + bh_h))
+        reset_after=False (the 2014 paper)
+          h~_t = act(x_t W_h + (r_t * h_{t-1}) U_h + b_h)
+        h_t  = z_t * h_{t-1} + (1 - z_t) * h~_t
+
+    (With reset_after=True the z and r gates get both biases, bx + bh.) States: `[h]`.
+    Output: h_t.
+
+    Args:
+        units: size of h.
+        activation: act above (tanh).
+        recurrent_activation: rec_act above (sigmoid).
+        reset_after: where the reset gate applies, as above.
+        Others: as for `VanillaCell`.
+    """
+
+    gates = 3
+
+    def __init__(
+        self,
+        units: int,
+        activation: Any = "tanh",
+        recurrent_activation: Any = "sigmoid",
+        reset_after: bool = True,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(units, activation=activation, **kwargs)
+        self.recurrent_activation = keras.activations.get(recurrent_activation)
+        self.reset_after = bool(reset_after)
+        self.state_size = self.units
+
+    def _bias_shape(self) -> tuple[int, ...]:
+        return (2, 3 * self.units) if self.reset_after else (3 * self.units,)
+
+    def _input_bias(self) -> Any:
+        return self.bias[0] if self.reset_after else self.bias
+
+    def step(
+        self, projected: tf.Tensor, states: State, recurrent_mask: tf.Tensor | None = None
+    ) -> State:
+        (h,) = states  # (B, H)
+        h_in = _masked(h, recurrent_mask)
+        x_z, x_r, x_h = tf.split(projected, 3, axis=-1)
+        if self.reset_after:
+            recurrent = tf.matmul(h_in, self.recurrent_kernel)  # (B, 3H)
+            if self.use_bias:
+                recurrent = recurrent + self.bias[1]
+            h_z, h_r, h_h = tf.split(recurrent, 3, axis=-1)
+            z = self.recurrent_activation(x_z + h_z)
+            r = self.recurrent_activation(x_r + h_r)
+            candidate = self.activation(x_h + r * h_h)
+        else:
+            u_zr, u_h = tf.split(self.recurrent_kernel, [2 * self.units, self.units], axis=-1)
+            h_z, h_r = tf.split(tf.matmul(h_in, u_zr), 2, axis=-1)
+            z = self.recurrent_activation(x_z + h_z)
+            r = self.recurrent_activation(x_r + h_r)
+            candidate = self.activation(x_h + tf.matmul(r * h_in, u_h))
+        h = z * h + (1 - z) * candidate
+        return (h,)
+
+    def get_config(self) -> dict[str, Any]:
+        return {
+            **super().get_config(),
+            "recurrent_activation": keras.activations.serialize(self.recurrent_activation),
+            "reset_after": self.reset_after,
+        }
+
+
+@keras.saving.register_keras_serializable(package="unfold_rnn")
+class LSTMCell(_RecurrentCell):
+    """The long short-term memory step (Hochreiter & Schmidhuber 1997, with the forget gate
+    of Gers et al. 2000), Keras's `LSTMCell`.
+
+    Gate blocks in W, U and b: i (input), f (forget), c (candidate), o (output), in that order.
+
+        i_t  = rec_act(x_t W_i + h_{t-1} U_i + b_i)
+        f_t  = rec_act(x_t W_f + h_{t-1} U_f + b_f)
+        c~_t = act(x_t W_c + h_{t-1} U_c + b_c)
+        o_t  = rec_act(x_t W_o + h_{t-1} U_o + b_o)
+        c_t  = f_t * c_{t-1} + i_t * c~_t
+        h_t  = o_t * act(c_t)
+
+    States: `[h, c]`, each (batch, units). Output: h_t.
+
+    Args:
+        units: size of h and c.
+        activation: act above (tanh).
+        recurrent_activation: rec_act above (sigmoid).
+        unit_forget_bias: start b_f at 1 (Jozefowicz et al. 2015), the rest of b from
+            `bias_initializer`.
+        Others: as for `VanillaCell`.
+    """
+
+    gates = 4
+
+    def __init__(
+        self,
+        units: int,
+        activation: Any = "tanh",
+        recurrent_activation: Any = "sigmoid",
+        unit_forget_bias: bool = True,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(units, activation=activation, **kwargs)
+        self.recurrent_activation = keras.activations.get(recurrent_activation)
+        self.unit_forget_bias = bool(unit_forget_bias)
+        self.state_size = [self.units, self.units]
+
+    def _bias_initializer(self) -> Any:
+        if not self.unit_forget_bias:
+            return self.bias_initializer
+        units, base = self.units, self.bias_initializer
+
+        def forget_gate_ones(shape: Any, dtype: Any = None) -> tf.Tensor:
+            blocks = [base((units,), dtype), tf.ones((units,), dtype), base((2 * units,), dtype)]
+            return tf.concat(blocks, axis=0)
+
+        return forget_gate_ones
+
+    def step(
+        self, projected: tf.Tensor, states: State, recurrent_mask: tf.Tensor | None = None
+    ) -> State:
+        h, c = states  # (B, H) each
+        gates = projected + tf.matmul(_masked(h, recurrent_mask), self.recurrent_kernel)
+        z_i, z_f, z_c, z_o = tf.split(gates, 4, axis=-1)
+        i = self.recurrent_activation(z_i)
+        f = self.recurrent_activation(z_f)
+        candidate = self.activation(z_c)
+        o = self.recurrent_activation(z_o)
+        c = f * c + i * candidate
+        h = o * self.activation(c)
+        return (h, c)
+
+    def get_config(self) -> dict[str, Any]:
+        return {
+            **super().get_config(),
+            "recurrent_activation": keras.activations.serialize(self.recurrent_activation),
+            "unit_forget_bias": self.unit_forget_bias,
+        }

@@ -1,0 +1,441 @@
+"""Unfolding a cell over time: the package's only time loop.
+
+`Unfold` turns a cell's single step into a layer over whole sequences. Written as the loop it
+replaces, for inputs x of shape (batch, time, features):
+
+    states = initial_state or zeros
+    for t in range(time):                       # reversed(range(time)) with go_backwards
+        states = cell.step(x[:, t] W + b, states)
+        outputs[:, t] = states[0]
+
+What the loop really does, in order:
+
+1. swap to time-major, (B, T, D) -> (T, B, D), and reverse time for `go_backwards`;
+2. project the inputs of every step at once, x W + b: one (T·B, D) x (D, gates·units) matmul
+   instead of T small ones inside the loop;
+3. `tf.scan` the cell's recurrent half over t, carrying the states; where a mask is given,
+   a masked step carries the states unchanged;
+4. swap the outputs back to batch-major.
+
+The public layers `VanillaRNN`, `GRU` and `LSTM` are thin: a cell plus Keras's arguments, so
+any of them replaces `keras.layers.SimpleRNN`, `keras.layers.GRU` or `keras.layers.LSTM`
+(same arguments, weights and numbers) in existing Keras code.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import keras
+import tensorflow as tf
+
+from unfold_rnn import _checks
+from unfold_rnn.cells import GRUCell, LSTMCell, VanillaCell
+
+# Keras arguments that only matter to cuDNN or to Keras's own loop. Old scripts pass them, so
+# they are accepted; our loop is always `tf.scan`, never unrolled, never cuDNN.
+_IGNORED_KERAS_ARGS = ("use_cudnn", "implementation", "time_major")
+
+
+def _swap_batch_and_time(x: tf.Tensor) -> tf.Tensor:
+    """(B, T, ...) <-> (T, B, ...): batch-major at every boundary, time-major in the loop."""
+    return tf.transpose(x, [1, 0, *range(2, x.shape.rank)])
+
+
+def _scan(step: Any, projected: tf.Tensor, initial_states: tuple, mask: tf.Tensor | None):
+    """The time loop: states_t = step(projected[t], states_{t-1}), for every t.
+
+    Args:
+        step: `(x_t, states) -> new states`, one time step.
+        projected: (T, B, G) inputs, time-major.
+        initial_states: tuple of (B, size) tensors.
+        mask: (T, B) bool or None. A masked step keeps the states it was given.
+
+    Returns:
+        A tuple with each state at every step, each (T, B, size).
+    """
+    if mask is None:
+        return tf.scan(lambda states, x_t: tuple(step(x_t, states)), projected, initial_states)
+
+    def masked_step(states, elems):
+        x_t, keep_t = elems  # (B, G), (B,)
+        keep_t = keep_t[:, None]
+        return tuple(
+            tf.where(keep_t, new, old) for new, old in zip(step(x_t, states), states, strict=True)
+        )
+
+    return tf.scan(masked_step, (projected, mask), initial_states)
+
+
+class Unfold(keras.layers.Layer):
+    """A cell of this package, unfolded over time with `tf.scan`.
+
+    The layer knows nothing of gates: the cell gives `project_inputs` (x W + b for all steps)
+    and `step` (the recurrent half); the layer owns time, masks, direction, initial and
+    carried states and dropout masks. The cell's output is the first of its states (h_t).
+
+    Args:
+        cell: a `VanillaCell`, `GRUCell` or `LSTMCell` (or a cell with the same methods).
+        return_sequences: return the output at every step, (B, T, units), rather than the
+            last, (B, units).
+        return_state: also return the final states, as `[output, *states]`.
+        go_backwards: read the sequence from the end; outputs come in the order processed.
+        stateful: carry the final states of one batch into the next (sample i to sample i);
+            needs a fixed batch size. `reset_state()` sets them back to zeros.
+        zero_output_for_mask: write zeros at masked steps rather than repeating the last
+            output (`keras.layers.Bidirectional` turns this on when returning sequences).
+        unroll: accepted for compatibility with Keras and ignored: the loop is always a scan.
+
+    Call arguments:
+        sequences: (batch, time, features) float tensor.
+        initial_state: list of tensors, one per state, each (batch, units).
+        mask: (batch, time) bool, False where a step should be skipped.
+        training: whether dropout is on.
+
+    Returns:
+        The output (see `return_sequences`), then the final states if `return_state`.
+    """
+
+    def __init__(
+        self,
+        cell: keras.layers.Layer,
+        return_sequences: bool = False,
+        return_state: bool = False,
+        go_backwards: bool = False,
+        stateful: bool = False,
+        unroll: bool = False,
+        zero_output_for_mask: bool = False,
+        **kwargs: Any,
+    ) -> None:
+        _checks.require_tensorflow_backend(type(self).__name__)
+        for name in _IGNORED_KERAS_ARGS:
+            kwargs.pop(name, None)
+        super().__init__(**kwargs)
+        self.cell = cell
+        self.return_sequences = bool(return_sequences)
+        self.return_state = bool(return_state)
+        self.go_backwards = bool(go_backwards)
+        self.stateful = bool(stateful)
+        self.unroll = bool(unroll)
+        self.zero_output_for_mask = bool(zero_output_for_mask)
+        self.supports_masking = True
+        # As in Keras, the carried states of a stateful layer are not weights: they are not
+        # saved, and a stateful layer has exactly the weights of a stateless one. Setting them
+        # past Keras's attribute tracking keeps them out of `weights`.
+        object.__setattr__(self, "_state_variables", None)
+
+    @property
+    def states(self) -> list[keras.Variable] | None:
+        """The carried states of a stateful layer (None otherwise, or before it is built)."""
+        return self._state_variables
+
+    def _state_sizes(self) -> list[int]:
+        size = self.cell.state_size
+        return list(size) if isinstance(size, (list, tuple)) else [size]
+
+    # -- shapes ----------------------------------------------------------------------------
+
+    def _check_sequences_shape(self, shape: Sequence[int | None]) -> None:
+        name = type(self).__name__
+        if len(shape) != 3:
+            raise ValueError(
+                f"{name} expects inputs of shape (batch, time, features); got shape "
+                f"{tuple(shape)}, of rank {len(shape)}. For a single sequence add a batch "
+                "axis (x[None]); for one feature per step add a feature axis (x[..., None])."
+            )
+        if shape[-1] is None:
+            raise ValueError(
+                f"{name} needs the number of input features (the last axis) to be known; got "
+                f"shape {tuple(shape)}. Give it, e.g. keras.Input(shape=(None, features))."
+            )
+
+    def _check_initial_state_shapes(self, shapes: Sequence[Any], batch_size: Any) -> None:
+        name, sizes = type(self).__name__, self._state_sizes()
+        expected = ", ".join(f"(batch, {s})" for s in sizes)
+        if len(shapes) != len(sizes):
+            raise ValueError(
+                f"{name} takes {len(sizes)} initial state tensor(s) of shape {expected}; "
+                f"got {len(shapes)}."
+            )
+        for i, (shape, size) in enumerate(zip(shapes, sizes, strict=True)):
+            shape = tuple(shape)
+            batch_ok = shape[:1] in ((None,), (batch_size,)) or batch_size is None
+            if len(shape) != 2 or shape[1] != size or not batch_ok:
+                raise ValueError(
+                    f"{name}'s initial state {i} must have shape (batch={batch_size}, {size}) "
+                    f"(all: {expected}); got shape {shape}."
+                )
+
+    def build(self, sequences_shape: Sequence[int | None], initial_state_shape: Any = None) -> None:
+        self._check_sequences_shape(sequences_shape)
+        batch_size = sequences_shape[0]
+        if initial_state_shape is not None:
+            self._check_initial_state_shapes(_as_list_of_shapes(initial_state_shape), batch_size)
+        if not self.cell.built:
+            self.cell.build((batch_size, sequences_shape[-1]))
+        if self.stateful and self._state_variables is None:
+            if batch_size is None:
+                raise ValueError(
+                    f"{type(self).__name__}(stateful=True) needs a fixed batch size, to keep "
+                    "one state per sample; give it one, e.g. "
+                    "keras.Input(batch_shape=(batch, time, features))."
+                )
+            zeros = self.cell.get_initial_state(batch_size)
+            variables = [
+                keras.Variable(z, trainable=False, dtype=self.variable_dtype, name="rnn_state")
+                for z in zeros
+            ]
+            object.__setattr__(self, "_state_variables", variables)
+
+    def compute_output_shape(
+        self, sequences_shape: Sequence[int | None], initial_state_shape: Any = None
+    ) -> Any:
+        batch, time = sequences_shape[0], sequences_shape[1]
+        units = self.cell.output_size
+        output = (batch, time, units) if self.return_sequences else (batch, units)
+        if self.return_state:
+            return (output, *((batch, size) for size in self._state_sizes()))
+        return output
+
+    def compute_mask(self, inputs: Any, mask: Any = None) -> Any:
+        if isinstance(mask, (list, tuple)):
+            mask = mask[0]
+        output_mask = mask if self.return_sequences else None
+        if self.return_state:
+            return [output_mask] + [None] * len(self._state_sizes())
+        return output_mask
+
+    # -- the forward pass ------------------------------------------------------------------
+
+    def reset_state(self) -> None:
+        """Set a stateful layer's carried states back to zeros."""
+        for variable in self._state_variables or ():
+            variable.assign(tf.zeros_like(variable))
+
+    reset_states = reset_state  # Keras 2's name, still used by older scripts
+
+    def _initial_states(self, sequences: tf.Tensor, initial_state: Any) -> tuple:
+        dtype = self.compute_dtype
+        if initial_state is None:
+            if self._state_variables is not None:
+                return tuple(tf.cast(v, dtype) for v in self._state_variables)
+            return tuple(self.cell.get_initial_state(tf.shape(sequences)[0]))
+        if not isinstance(initial_state, (list, tuple)):
+            initial_state = [initial_state]
+        states = [tf.convert_to_tensor(s) for s in initial_state]
+        self._check_initial_state_shapes([s.shape for s in states], sequences.shape[0])
+        return tuple(tf.cast(s, dtype) for s in states)
+
+    def _check_stateful_batch(self, sequences: tf.Tensor) -> None:
+        expected = self._state_variables[0].shape[0]
+        actual = sequences.shape[0]
+        if actual is not None and actual != expected:
+            raise ValueError(
+                f"{type(self).__name__}(stateful=True) was built for batches of {expected} "
+                f"sequences and keeps one state per sample; got a batch of {actual}. Feed "
+                f"batches of exactly {expected}, or rebuild the model for the new size."
+            )
+
+    def call(
+        self,
+        sequences: tf.Tensor,
+        initial_state: Any = None,
+        mask: tf.Tensor | None = None,
+        training: bool | None = False,
+    ) -> Any:
+        self._check_sequences_shape(sequences.shape)
+        if not sequences.dtype.is_floating:
+            raise ValueError(
+                f"{type(self).__name__} expects float inputs; got {sequences.dtype.name}. "
+                "For token ids, put a keras.layers.Embedding in front."
+            )
+        if self._state_variables is not None:
+            self._check_stateful_batch(sequences)
+        cell = self.cell
+        states = self._initial_states(sequences, initial_state)
+        batch_size = tf.shape(sequences)[0]
+
+        # Variational dropout: one mask per sequence, the same at every step.
+        if training and cell.dropout > 0:
+            input_mask = cell.dropout_mask((batch_size, sequences.shape[-1]), cell.dropout)
+            sequences = sequences * input_mask[:, None, :]
+        recurrent_mask = None
+        if training and cell.recurrent_dropout > 0:
+            recurrent_mask = cell.dropout_mask(
+                (batch_size, cell.output_size), cell.recurrent_dropout
+            )
+
+        inputs = _swap_batch_and_time(sequences)  # (T, B, D)
+        if mask is not None:
+            if isinstance(mask, (list, tuple)):
+                mask = mask[0]
+            mask = tf.transpose(tf.cast(mask, tf.bool))  # (T, B)
+        if self.go_backwards:
+            inputs = tf.reverse(inputs, [0])
+            mask = None if mask is None else tf.reverse(mask, [0])
+
+        projected = cell.project_inputs(inputs)  # (T, B, G): x W + b for every step at once
+        all_states = _scan(
+            lambda x_t, s: cell.step(x_t, s, recurrent_mask), projected, states, mask
+        )
+        final_states = [s[-1] for s in all_states]
+        outputs = all_states[0]  # (T, B, H): the output is h_t
+        if mask is not None:
+            # Before the first kept step Keras outputs zeros (after it, h carries over masked
+            # steps, which is what Keras repeats); with zero_output_for_mask, zeros at every
+            # masked step.
+            keep = mask if self.zero_output_for_mask else tf.cumsum(tf.cast(mask, tf.int32)) > 0
+            outputs = tf.where(keep[:, :, None], outputs, tf.zeros_like(outputs))
+
+        if self._state_variables is not None:
+            for variable, state in zip(self._state_variables, final_states, strict=True):
+                variable.assign(tf.cast(state, variable.dtype))
+
+        output = _swap_batch_and_time(outputs) if self.return_sequences else outputs[-1]
+        if self.return_state:
+            return output, *final_states
+        return output
+
+    # -- serialization ---------------------------------------------------------------------
+
+    def get_config(self) -> dict[str, Any]:
+        config = {
+            "return_sequences": self.return_sequences,
+            "return_state": self.return_state,
+            "go_backwards": self.go_backwards,
+            "stateful": self.stateful,
+            "unroll": self.unroll,
+            "zero_output_for_mask": self.zero_output_for_mask,
+            "cell": keras.saving.serialize_keras_object(self.cell),
+        }
+        return {**super().get_config(), **config}
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any], custom_objects: Any = None) -> Unfold:
+        config = dict(config)
+        cell = keras.saving.deserialize_keras_object(
+            config.pop("cell"), custom_objects=custom_objects
+        )
+        return cls(cell, **config)
+
+
+def _as_list_of_shapes(shapes: Any) -> list[Any]:
+    """Keras hands `build` one shape or a list of them; always a list here."""
+    if isinstance(shapes, (list, tuple)) and shapes and isinstance(shapes[0], (list, tuple)):
+        return list(shapes)
+    return [shapes]
+
+
+# The public layers: a cell class plus Keras's arguments. Arguments named here go to the cell;
+# the rest (return_sequences, return_state, go_backwards, stateful, name, dtype, ...) to Unfold.
+_CELL_ARGS = (
+    "use_bias",
+    "kernel_initializer",
+    "recurrent_initializer",
+    "bias_initializer",
+    "kernel_regularizer",
+    "recurrent_regularizer",
+    "bias_regularizer",
+    "kernel_constraint",
+    "recurrent_constraint",
+    "bias_constraint",
+    "dropout",
+    "recurrent_dropout",
+    "seed",
+)
+_SHARED_ARGS = ("dtype", "trainable")  # given to the cell and to the layer
+
+
+class _PublicLayer(Unfold):
+    """An `Unfold` that builds its own cell and flattens the cell's arguments into its own, as
+    Keras's `LSTM`, `GRU` and `SimpleRNN` do (so a Keras layer's config builds ours)."""
+
+    cell_class: type = VanillaCell
+    cell_name: str = "vanilla_cell"
+    own_cell_args: tuple[str, ...] = ("activation",)  # the cell's arguments beyond _CELL_ARGS
+
+    def __init__(self, units: int, **kwargs: Any) -> None:
+        cell_kwargs = {k: kwargs.pop(k) for k in _CELL_ARGS + self.own_cell_args if k in kwargs}
+        cell_kwargs.update({k: kwargs[k] for k in _SHARED_ARGS if k in kwargs})
+        cell = self.cell_class(units, name=self.cell_name, **cell_kwargs)
+        super().__init__(cell, **kwargs)
+
+    @property
+    def units(self) -> int:
+        return self.cell.units
+
+    def get_config(self) -> dict[str, Any]:
+        config = super().get_config()
+        cell_config = config.pop("cell")["config"]
+        for key in ("name", "dtype", "trainable"):
+            cell_config.pop(key, None)
+        return {**config, **cell_config}
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any], custom_objects: Any = None) -> Unfold:
+        return cls(**config)
+
+
+@keras.saving.register_keras_serializable(package="unfold_rnn")
+class VanillaRNN(_PublicLayer):
+    """The Elman network over a sequence: `VanillaCell` unfolded; `keras.layers.SimpleRNN`'s
+    twin (same arguments, same weights, same numbers).
+
+        h_t = act(x_t W + h_{t-1} U + b)
+
+    Args:
+        units: size of the hidden state h.
+        activation: act (tanh).
+        use_bias, kernel_initializer, recurrent_initializer, bias_initializer,
+        kernel_regularizer, recurrent_regularizer, bias_regularizer, kernel_constraint,
+        recurrent_constraint, bias_constraint, dropout, recurrent_dropout, seed:
+            as for `VanillaCell`.
+        return_sequences, return_state, go_backwards, stateful, zero_output_for_mask,
+        unroll: as for `Unfold`; also name, dtype, activity_regularizer and other Keras
+            layer arguments.
+
+    Example:
+        >>> layers = [keras.Input((None, 3)), VanillaRNN(16), keras.layers.Dense(1)]
+        >>> model = keras.Sequential(layers)
+    """
+
+    cell_class = VanillaCell
+    cell_name = "vanilla_cell"
+
+
+@keras.saving.register_keras_serializable(package="unfold_rnn")
+class GRU(_PublicLayer):
+    """The gated recurrent unit over a sequence: `GRUCell` unfolded; `keras.layers.GRU`'s
+    twin (same arguments, same weights, same numbers).
+
+    Args:
+        units: size of the hidden state h.
+        activation, recurrent_activation, reset_after: as for `GRUCell`.
+        Others: as for `VanillaRNN`.
+    """
+
+    cell_class = GRUCell
+    cell_name = "gru_cell"
+    own_cell_args = ("activation", "recurrent_activation", "reset_after")
+
+
+@keras.saving.register_keras_serializable(package="unfold_rnn")
+class LSTM(_PublicLayer):
+    """Long short-term memory over a sequence: `LSTMCell` unfolded; `keras.layers.LSTM`'s
+    twin (same arguments, same weights, same numbers).
+
+    Args:
+        units: size of h and c.
+        activation, recurrent_activation, unit_forget_bias: as for `LSTMCell`.
+        Others: as for `VanillaRNN`; with `return_state`, the states come as `h, c`.
+
+    Example:
+        >>> inputs = keras.Input((None, 8))
+        >>> outputs = keras.layers.Dense(1)(LSTM(32)(inputs))
+        >>> model = keras.Model(inputs, outputs)
+    """
+
+    cell_class = LSTMCell
+    cell_name = "lstm_cell"
+    own_cell_args = ("activation", "recurrent_activation", "unit_forget_bias")
