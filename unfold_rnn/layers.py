@@ -68,6 +68,7 @@ def _scan(step: Any, projected: tf.Tensor, initial_states: tuple, mask: tf.Tenso
     return tf.scan(masked_step, (projected, mask), initial_states)
 
 
+@keras.saving.register_keras_serializable(package="unfold_rnn")
 class Unfold(keras.layers.Layer):
     """A cell of this package, unfolded over time with `tf.scan`.
 
@@ -307,6 +308,7 @@ class Unfold(keras.layers.Layer):
             "stateful": self.stateful,
             "unroll": self.unroll,
             "zero_output_for_mask": self.zero_output_for_mask,
+            "activity_regularizer": keras.regularizers.serialize(self.activity_regularizer),
             "cell": keras.saving.serialize_keras_object(self.cell),
         }
         return {**super().get_config(), **config}

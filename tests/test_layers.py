@@ -1,0 +1,431 @@
+"""The unfolding layer: parity with Keras's built-in layers (the oracle), the scan against a
+plain Python loop over the cell, and everything a Keras user does with a recurrent layer."""
+
+from __future__ import annotations
+
+from unittest import mock
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+from conftest import KINDS, randomize_weights
+
+import unfold_rnn
+
+B, T, D, UNITS = 4, 6, 3, 5
+# One row per masking pattern: gaps after leading masked steps, all kept, trailing padding,
+# all masked.
+MASK = np.array(
+    [
+        [False, False, True, True, False, True],
+        [True] * T,
+        [True, True, True, False, False, False],
+        [False] * T,
+    ]
+)
+
+
+def _as_list(outputs):
+    return list(outputs) if isinstance(outputs, (list, tuple)) else [outputs]
+
+
+def _probe(o: tf.Tensor) -> tf.Tensor:
+    """A fixed, asymmetric weighting, so the scalar loss sees every output element."""
+    return tf.reshape(tf.sin(1.0 + tf.range(tf.size(o), dtype=o.dtype)), tf.shape(o))
+
+
+def _outputs_and_gradients(layer, x, mask=None, initial_state=None, training=False):
+    """The layer's outputs, and the gradients of a fixed projection of them with respect to
+    the inputs, the initial states and every weight."""
+    x = tf.constant(x)
+    states = None if initial_state is None else [tf.constant(s) for s in initial_state]
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        if states is not None:
+            tape.watch(states)
+        outputs = _as_list(layer(x, mask=mask, initial_state=states, training=training))
+        loss = tf.add_n([tf.reduce_sum(o * _probe(o)) for o in outputs])
+    sources = [x, *(states or []), *layer.trainable_weights]
+    return outputs, tape.gradient(loss, sources)
+
+
+def _assert_all_close(ours, theirs, atol=1e-5):
+    assert len(ours) == len(theirs)
+    for a, b in zip(ours, theirs, strict=True):
+        np.testing.assert_allclose(a, b, atol=atol, rtol=1e-5)
+
+
+def _built_pair(kind, rng, **kwargs):
+    ours, theirs = kind.pair(UNITS, **kwargs)
+    x = np.zeros((B, T, D), "float32")
+    ours(x), theirs(x)
+    ours.set_weights(randomize_weights(theirs, rng))
+    return ours, theirs
+
+
+def _initial_state(kind, rng):
+    return [rng.normal(size=(B, UNITS)).astype("float32") for _ in range(kind.num_states)]
+
+
+# -- parity with Keras's built-in layers ----------------------------------------------------
+
+
+@pytest.mark.parametrize("return_sequences", [False, True])
+@pytest.mark.parametrize("return_state", [False, True])
+@pytest.mark.parametrize("go_backwards", [False, True])
+@pytest.mark.parametrize("masked", [False, True])
+@pytest.mark.parametrize("with_initial_state", [False, True])
+def test_matches_keras_outputs_states_and_gradients(
+    kind, rng, return_sequences, return_state, go_backwards, masked, with_initial_state
+):
+    ours, theirs = _built_pair(
+        kind,
+        rng,
+        return_sequences=return_sequences,
+        return_state=return_state,
+        go_backwards=go_backwards,
+    )
+    x = rng.normal(size=(B, T, D)).astype("float32")
+    mask = tf.constant(MASK) if masked else None
+    state = _initial_state(kind, rng) if with_initial_state else None
+    out_ours, grads_ours = _outputs_and_gradients(ours, x, mask, state)
+    out_theirs, grads_theirs = _outputs_and_gradients(theirs, x, mask, state)
+    assert len(out_ours) == 1 + (kind.num_states if return_state else 0)
+    _assert_all_close(out_ours, out_theirs)
+    _assert_all_close(grads_ours, grads_theirs)
+
+
+@pytest.mark.parametrize("return_sequences", [False, True])
+def test_matches_keras_with_zero_output_for_mask(kind, rng, return_sequences):
+    ours, theirs = _built_pair(
+        kind, rng, return_sequences=return_sequences, zero_output_for_mask=True
+    )
+    x = rng.normal(size=(B, T, D)).astype("float32")
+    out_ours, grads_ours = _outputs_and_gradients(ours, x, tf.constant(MASK))
+    out_theirs, grads_theirs = _outputs_and_gradients(theirs, x, tf.constant(MASK))
+    _assert_all_close(out_ours, out_theirs)
+    _assert_all_close(grads_ours, grads_theirs)
+
+
+def test_matches_keras_in_graph_mode(kind, rng):
+    """The same comparison traced by tf.function, as model.fit runs it."""
+    ours, theirs = _built_pair(
+        kind, rng, return_sequences=True, return_state=True, go_backwards=True
+    )
+    x = rng.normal(size=(B, T, D)).astype("float32")
+    state = _initial_state(kind, rng)
+
+    def traced(layer):
+        return tf.function(lambda: _outputs_and_gradients(layer, x, tf.constant(MASK), state))()
+
+    (out_ours, grads_ours), (out_theirs, grads_theirs) = traced(ours), traced(theirs)
+    _assert_all_close(out_ours, out_theirs)
+    _assert_all_close(grads_ours, grads_theirs)
+
+
+def test_stateful_matches_keras_and_resets(kind, rng):
+    ours, theirs = kind.pair(UNITS, stateful=True, return_sequences=True)
+    chunks = rng.normal(size=(3, B, T, D)).astype("float32")
+    ours(chunks[0]), theirs(chunks[0])
+    ours.set_weights(randomize_weights(theirs, rng))
+    ours.reset_state(), theirs.reset_state()
+    for chunk in chunks:  # each batch continues where the last one stopped
+        np.testing.assert_allclose(ours(chunk), theirs(chunk), atol=1e-5)
+        _assert_all_close(ours.states, theirs.states)
+    assert np.any(keras.ops.convert_to_numpy(ours.states[0]))
+    ours.reset_state(), theirs.reset_state()
+    assert not any(np.any(keras.ops.convert_to_numpy(s)) for s in ours.states)
+    np.testing.assert_allclose(ours(chunks[1]), theirs(chunks[1]), atol=1e-5)
+    # The carried states are not weights: a stateful layer has exactly Keras's weights.
+    assert len(ours.weights) == len(theirs.weights) == 3
+
+
+def test_bidirectional_matches_keras(kind, rng):
+    x = rng.normal(size=(B, T, D)).astype("float32")
+    for return_sequences in (False, True):
+        ours, theirs = (
+            keras.layers.Bidirectional(layer)
+            for layer in kind.pair(UNITS, return_sequences=return_sequences)
+        )
+        ours(x), theirs(x)
+        ours.set_weights(randomize_weights(theirs, rng))
+        mask = tf.constant(MASK)
+        np.testing.assert_allclose(ours(x, mask=mask), theirs(x, mask=mask), atol=1e-5)
+
+
+def test_stacked_with_embedding_mask_matches_keras(kind, rng):
+    """Padding token 0 masked by Embedding(mask_zero=True), through two stacked layers."""
+
+    def model(layer_class):
+        return keras.Sequential(
+            [
+                keras.Input((T,), dtype="int32"),
+                keras.layers.Embedding(10, D, mask_zero=True),
+                layer_class(UNITS, return_sequences=True, **kind.kwargs),
+                layer_class(UNITS, **kind.kwargs),
+                keras.layers.Dense(2),
+            ]
+        )
+
+    ours, theirs = model(kind.ours), model(kind.theirs)
+    ours.set_weights(randomize_weights(theirs, rng))
+    tokens = rng.integers(1, 10, size=(B, T))
+    tokens[~MASK] = 0
+    np.testing.assert_allclose(ours(tokens), theirs(tokens), atol=1e-5)
+
+
+def test_keras_config_builds_our_layer(kind):
+    """A Keras layer's config builds ours: swapping one for the other in saved configs works."""
+    _, theirs = kind.pair(UNITS, return_sequences=True, dropout=0.25, go_backwards=True)
+    ours = kind.ours.from_config(theirs.get_config())
+    assert isinstance(ours, kind.ours)
+    assert (ours.units, ours.return_sequences, ours.go_backwards) == (UNITS, True, True)
+    assert ours.cell.dropout == 0.25
+    assert set(ours.get_config()) >= set(theirs.get_config()) - {"use_cudnn"}
+
+
+# -- the scan against a plain Python loop over the cell -------------------------------------
+
+
+@pytest.mark.parametrize("go_backwards", [False, True])
+def test_scan_equals_python_loop_over_cell(kind, rng, go_backwards):
+    layer = kind.ours(UNITS, return_sequences=True, return_state=True, go_backwards=go_backwards)
+    x = rng.normal(size=(B, T, D)).astype("float32")
+    initial = _initial_state(kind, rng)
+    outputs, *final = layer(x, initial_state=initial, mask=tf.constant(MASK))
+
+    # for t in range(T): out[t], states = cell(x[t], states) -- with Keras's masking rule:
+    # a masked step keeps the states and repeats the previous output (zeros at first).
+    states = [tf.constant(s) for s in initial]
+    previous = tf.zeros((B, UNITS))
+    expected = []
+    for t in reversed(range(T)) if go_backwards else range(T):
+        output, new_states = layer.cell(x[:, t], states)
+        keep = tf.constant(MASK[:, t : t + 1])
+        states = [tf.where(keep, n, s) for n, s in zip(new_states, states, strict=True)]
+        previous = tf.where(keep, output, previous)
+        expected.append(previous)
+    np.testing.assert_allclose(outputs, tf.stack(expected, axis=1), atol=1e-6)
+    _assert_all_close(final, states, atol=1e-6)
+
+
+# -- dropout ---------------------------------------------------------------------------------
+
+
+def test_dropout_is_off_outside_training(kind, rng):
+    ours, theirs = _built_pair(kind, rng, dropout=0.5, recurrent_dropout=0.5)
+    x = rng.normal(size=(B, T, D)).astype("float32")
+    np.testing.assert_allclose(ours(x, training=False), theirs(x, training=False), atol=1e-5)
+
+
+def test_input_dropout_mask_is_the_same_at_every_step(rng):
+    """Variational dropout: with U = 0 and the same input at every step, each step's output
+    depends only on the dropped input, so equal outputs over time mean one mask per sequence."""
+    layer = unfold_rnn.VanillaRNN(
+        UNITS, dropout=0.5, recurrent_initializer="zeros", return_sequences=True, seed=1
+    )
+    x = np.repeat(rng.normal(size=(16, 1, D)).astype("float32"), T, axis=1)
+    trained = keras.ops.convert_to_numpy(layer(x, training=True))
+    np.testing.assert_allclose(trained, np.repeat(trained[:, :1], T, axis=1), atol=1e-6)
+    assert not np.allclose(trained, layer(x, training=False))
+
+
+def test_dropout_scan_equals_loop_with_the_same_masks(kind, rng):
+    """With dropout on, the scan equals the loop over the cell given the masks it drew:
+    a twin layer with the same seed draws the same masks in the same order."""
+    kwargs = dict(dropout=0.3, recurrent_dropout=0.4, seed=11, return_sequences=True)
+    layer, twin = (
+        kind.ours(UNITS, **kind.kwargs, **kwargs),
+        kind.ours(UNITS, **kind.kwargs, **kwargs),
+    )
+    x = rng.normal(size=(B, T, D)).astype("float32")
+    layer(x), twin(x)
+    twin.set_weights(layer.get_weights())
+    outputs = layer(x, training=True)
+
+    cell = twin.cell
+    input_mask = cell.dropout_mask((B, D), cell.dropout)
+    recurrent_mask = cell.dropout_mask((B, UNITS), cell.recurrent_dropout)
+    states = tuple(cell.get_initial_state(B))
+    expected = []
+    for t in range(T):
+        states = cell.step(cell.project_inputs(x[:, t] * input_mask), states, recurrent_mask)
+        expected.append(states[0])
+    np.testing.assert_allclose(outputs, tf.stack(expected, axis=1), atol=1e-6)
+    assert not np.allclose(outputs, layer(x, training=False))
+
+
+# -- in model.fit, under XLA and mixed precision ---------------------------------------------
+
+
+def _regression_task(rng):
+    x = rng.normal(size=(128, 8, 2)).astype("float32")
+    y = x[:, :, :1].mean(axis=1) * 3  # the running mean of one feature
+    return x, y
+
+
+def _model(layer):
+    return keras.Sequential([keras.Input((None, 2)), layer, keras.layers.Dense(1)])
+
+
+def test_fit_lowers_the_loss(kind, rng):
+    keras.utils.set_random_seed(0)
+    x, y = _regression_task(rng)
+    model = _model(kind.ours(16, **kind.kwargs))
+    model.compile(keras.optimizers.Adam(0.01), "mse")
+    before = model.evaluate(x, y, verbose=0)
+    model.fit(x, y, epochs=30, batch_size=32, verbose=0)
+    assert model.evaluate(x, y, verbose=0) < 0.2 * before
+
+
+def test_jit_compile_gives_the_same_numbers(kind, rng):
+    keras.utils.set_random_seed(0)
+    x, y = _regression_task(rng)
+    model = _model(kind.ours(8, **kind.kwargs))
+    model.compile("adam", "mse", jit_compile=True)
+    np.testing.assert_allclose(model.predict(x, verbose=0), model(x), atol=1e-5)
+    history = model.fit(x, y, epochs=3, batch_size=32, verbose=0)
+    assert np.all(np.isfinite(history.history["loss"]))
+    assert history.history["loss"][-1] < history.history["loss"][0]
+
+
+@pytest.mark.usefixtures("bfloat16_policy")
+def test_mixed_bfloat16(kind, rng):
+    keras.utils.set_random_seed(0)
+    x, y = _regression_task(rng)
+    layer = kind.ours(8, return_sequences=True, **kind.kwargs)
+    model = keras.Sequential(
+        [keras.Input((None, 2)), layer, kind.ours(8, **kind.kwargs), keras.layers.Dense(1)]
+    )
+    assert layer.compute_dtype == "bfloat16" and layer.cell.kernel.dtype == "float32"
+    assert layer(x[:4]).dtype == "bfloat16"
+    reference = kind.ours(8, return_sequences=True, dtype="float32", **kind.kwargs)
+    reference(x[:4])
+    reference.set_weights(layer.get_weights())
+    np.testing.assert_allclose(np.asarray(layer(x[:4]), "float32"), reference(x[:4]), atol=0.05)
+    model.compile("adam", "mse")
+    history = model.fit(x, y, epochs=2, batch_size=32, verbose=0)
+    assert np.all(np.isfinite(history.history["loss"]))
+
+
+# -- serialization -----------------------------------------------------------------------------
+
+
+def test_config_round_trip(kind):
+    layer = kind.ours(
+        UNITS,
+        return_sequences=True,
+        go_backwards=True,
+        dropout=0.1,
+        recurrent_dropout=0.2,
+        seed=4,
+        kernel_regularizer="l2",
+        name="mine",
+        **kind.kwargs,
+    )
+    clone = kind.ours.from_config(layer.get_config())
+    assert clone.get_config() == layer.get_config()
+    generic = unfold_rnn.Unfold(kind.ours_cell(UNITS, **kind.kwargs), return_state=True)
+    assert unfold_rnn.Unfold.from_config(generic.get_config()).get_config() == generic.get_config()
+
+
+def test_saved_model_loads_in_safe_mode_with_identical_outputs(tmp_path, rng):
+    inputs = keras.Input((None, D))
+    h = unfold_rnn.VanillaRNN(4, return_sequences=True)(inputs)
+    h = keras.layers.Bidirectional(unfold_rnn.GRU(4, return_sequences=True, reset_after=False))(h)
+    h = unfold_rnn.Unfold(unfold_rnn.GRUCell(4), return_sequences=True)(h)
+    h = unfold_rnn.LSTM(4)(h)
+    model = keras.Model(inputs, keras.layers.Dense(1)(h))
+    path = tmp_path / "model.keras"
+    model.save(path)
+    loaded = keras.models.load_model(path, safe_mode=True)
+    x = rng.normal(size=(B, T, D)).astype("float32")
+    np.testing.assert_array_equal(loaded(x), model(x))
+
+
+# -- the loop is ours --------------------------------------------------------------------------
+
+
+def test_keras_loop_is_never_used(kind, rng):
+    """Neither Keras's RNN layer nor its backend loop runs under our layers."""
+    assert not issubclass(kind.ours, keras.layers.RNN)
+    forbidden = mock.Mock(side_effect=AssertionError("Keras's loop was called"))
+    with mock.patch("keras.src.backend.rnn", forbidden):
+        layer = kind.ours(UNITS, return_sequences=True, **kind.kwargs)
+        layer(rng.normal(size=(B, T, D)).astype("float32"), mask=tf.constant(MASK))
+    forbidden.assert_not_called()
+
+
+def test_keras_only_arguments_are_accepted():
+    layer = unfold_rnn.LSTM(3, unroll=True, use_cudnn=False, implementation=1)
+    assert layer(np.ones((2, 4, 3), "float32")).shape == (2, 3)
+
+
+# -- bad input ---------------------------------------------------------------------------------
+
+
+def test_input_of_wrong_rank():
+    with pytest.raises(ValueError, match=r"expects inputs of shape \(batch, time, features\)"):
+        unfold_rnn.LSTM(3)(np.zeros((4, 5), "float32"))
+
+
+def test_unknown_feature_dimension():
+    with pytest.raises(ValueError, match="needs the number of input features"):
+        unfold_rnn.GRU(3)(keras.Input((None, None)))
+
+
+def test_integer_input():
+    with pytest.raises(ValueError, match=r"expects float inputs.*Embedding"):
+        unfold_rnn.VanillaRNN(3)(np.zeros((2, 4, 3), "int32"))
+
+
+@pytest.mark.parametrize("name", list(KINDS))
+def test_wrong_number_of_initial_states(name):
+    kind = KINDS[name]
+    wrong = [np.zeros((2, 3), "float32")] * (kind.num_states + 1)
+    with pytest.raises(ValueError, match=rf"takes {kind.num_states} initial state"):
+        kind.ours(3, **kind.kwargs)(np.zeros((2, 4, 3), "float32"), initial_state=wrong)
+
+
+@pytest.mark.parametrize("shape", [(2, 4), (3, 3), (2, 3, 1)])
+def test_wrong_initial_state_shape(shape):
+    states = [np.zeros(shape, "float32"), np.zeros((2, 3), "float32")]
+    with pytest.raises(ValueError, match=r"initial state 0 must have shape \(batch=2, 3\)"):
+        unfold_rnn.LSTM(3)(np.zeros((2, 4, 3), "float32"), initial_state=states)
+
+
+def test_wrong_initial_state_in_a_functional_model():
+    inputs, state = keras.Input((None, 3)), keras.Input((7,))
+    with pytest.raises(ValueError, match=r"initial state 0 must have shape"):
+        unfold_rnn.GRU(3)(inputs, initial_state=[state])
+
+
+def test_stateful_needs_a_fixed_batch_size():
+    with pytest.raises(ValueError, match=r"stateful=True\) needs a fixed batch size"):
+        unfold_rnn.LSTM(3, stateful=True)(keras.Input((None, 3)))
+
+
+def test_stateful_rejects_another_batch_size():
+    layer = unfold_rnn.LSTM(3, stateful=True)
+    layer(np.zeros((2, 4, 3), "float32"))
+    with pytest.raises(ValueError, match="built for batches of 2"):
+        layer(np.zeros((5, 4, 3), "float32"))
+
+
+def test_bad_layer_arguments():
+    with pytest.raises(ValueError, match="`units` must be a positive whole number"):
+        unfold_rnn.LSTM(0)
+    with pytest.raises(ValueError, match=r"`dropout` .* \[0, 1\)"):
+        unfold_rnn.GRU(4, dropout=1.0)
+    with pytest.raises(ValueError, match="Unrecognized keyword arguments"):
+        unfold_rnn.VanillaRNN(4, dropuot=0.1)
+
+
+@pytest.mark.parametrize("make", [lambda: unfold_rnn.LSTM(4), lambda: unfold_rnn.GRUCell(4)])
+def test_other_keras_backend_is_refused_clearly(make):
+    with (
+        mock.patch("keras.backend.backend", return_value="jax"),
+        pytest.raises(ValueError, match=r"needs Keras.s TensorFlow backend.*running on .jax."),
+    ):
+        make()
