@@ -185,6 +185,28 @@ def test_keras_config_builds_our_layer(kind):
     assert set(ours.get_config()) >= set(theirs.get_config()) - {"use_cudnn"}
 
 
+def test_weight_regularizers_add_the_same_losses_as_keras(kind, rng):
+    ours, theirs = _built_pair(
+        kind,
+        rng,
+        kernel_regularizer=keras.regularizers.L2(0.01),
+        recurrent_regularizer=keras.regularizers.L1(0.02),
+        bias_regularizer=keras.regularizers.L2(0.03),
+    )
+    assert len(ours.losses) == len(theirs.losses) == 3
+    np.testing.assert_allclose(sorted(ours.losses), sorted(theirs.losses), rtol=1e-5)
+
+
+def test_activity_regularizer_penalizes_the_output(kind, rng):
+    # Keras's SimpleRNN accepts activity_regularizer but never applies it; ours applies it
+    # as GRU and LSTM do: the penalty of the output, divided by the batch size (Keras 3).
+    layer = kind.ours(UNITS, activity_regularizer=keras.regularizers.L2(0.04), **kind.kwargs)
+    x = rng.normal(size=(B, T, D)).astype("float32")
+    output = keras.ops.convert_to_numpy(layer(x))
+    (loss,) = layer.losses
+    np.testing.assert_allclose(loss, 0.04 * np.sum(output**2) / B, rtol=1e-5)
+
+
 # -- the scan against a plain Python loop over the cell -------------------------------------
 
 
