@@ -2,17 +2,31 @@
 loop is `tf.scan`, drop-in beside `keras.layers.SimpleRNN`, `GRU` and `LSTM`."""
 
 from unfold_rnn.cells import GRUCell, LSTMCell, VanillaCell
+from unfold_rnn.data import CharVocab
 from unfold_rnn.layers import GRU, LSTM, Unfold, VanillaRNN
+from unfold_rnn.models import (
+    BitsPerCharacter,
+    Perplexity,
+    WholeSequenceAccuracy,
+    build_binary_addition_model,
+    build_language_model,
+)
 
 __version__ = "0.1.0"
 
 __all__ = [
     "GRU",
     "LSTM",
+    "BitsPerCharacter",
+    "CharVocab",
     "GRUCell",
     "LSTMCell",
+    "Perplexity",
     "Unfold",
     "VanillaCell",
     "VanillaRNN",
+    "WholeSequenceAccuracy",
     "__version__",
+    "build_binary_addition_model",
+    "build_language_model",
 ]

@@ -1,0 +1,178 @@
+"""The two model families the classic tutorials teach, built from this package's layers.
+
+    language model   ids (B, T) -> Embedding -> [VanillaRNN | GRU | LSTM] x L -> Dense -> logits
+    binary addition  bits (B, T, 2) -> one recurrent layer -> Dense(sigmoid) -> sum bits (B, T, 1)
+
+Both come back compiled with defaults that work, and both take any sequence length at call
+time. Their metrics are real Keras metrics, so they show in `fit`'s logs and in TensorBoard.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import keras
+import tensorflow as tf
+
+from unfold_rnn import _checks
+from unfold_rnn.layers import GRU, LSTM, VanillaRNN
+
+CELLS: dict[str, type] = {"vanilla": VanillaRNN, "gru": GRU, "lstm": LSTM}
+
+
+def recurrent_layer_class(cell: str | type) -> type:
+    """The layer class for a cell name ("vanilla", "gru", "lstm"); a class is returned as is,
+    so a Keras built-in (e.g. `keras.layers.LSTM`) can stand in for comparisons."""
+    if isinstance(cell, type):
+        return cell
+    if cell not in CELLS:
+        raise ValueError(f"Unknown cell {cell!r}; choose one of {', '.join(CELLS)}.")
+    return CELLS[cell]
+
+
+# -- metrics -----------------------------------------------------------------------------------
+
+
+class _MeanCrossEntropy(keras.metrics.Mean):
+    """The mean next-character cross-entropy over every predicted character, in nats."""
+
+    def update_state(self, y_true: Any, y_pred: Any, sample_weight: Any = None) -> None:
+        nats = keras.losses.sparse_categorical_crossentropy(y_true, y_pred, from_logits=True)
+        super().update_state(nats, sample_weight=sample_weight)
+
+
+@keras.saving.register_keras_serializable(package="unfold_rnn")
+class BitsPerCharacter(_MeanCrossEntropy):
+    """Mean cross-entropy in bits per character: nats / ln 2 (from logits)."""
+
+    def __init__(self, name: str = "bits_per_char", **kwargs: Any) -> None:
+        super().__init__(name=name, **kwargs)
+
+    def result(self) -> tf.Tensor:
+        return super().result() / math.log(2.0)
+
+
+@keras.saving.register_keras_serializable(package="unfold_rnn")
+class Perplexity(_MeanCrossEntropy):
+    """exp(mean cross-entropy in nats): the effective number of equally likely next characters."""
+
+    def __init__(self, name: str = "perplexity", **kwargs: Any) -> None:
+        super().__init__(name=name, **kwargs)
+
+    def result(self) -> tf.Tensor:
+        return tf.exp(super().result())
+
+
+def _whole_sequence_correct(y_true: tf.Tensor, y_pred: tf.Tensor) -> tf.Tensor:
+    right = tf.equal(tf.cast(y_pred > 0.5, y_true.dtype), y_true)  # (B, T, 1)
+    return tf.cast(tf.reduce_all(right, axis=[1, 2]), tf.float32)  # (B,)
+
+
+@keras.saving.register_keras_serializable(package="unfold_rnn")
+class WholeSequenceAccuracy(keras.metrics.MeanMetricWrapper):
+    """The fraction of sequences whose every bit is right (for addition: the whole sum)."""
+
+    def __init__(self, name: str = "sum_accuracy", dtype: Any = None) -> None:
+        super().__init__(_whole_sequence_correct, name=name, dtype=dtype)
+
+    def get_config(self) -> dict[str, Any]:
+        return {"name": self.name, "dtype": self.dtype}
+
+
+# -- builders ----------------------------------------------------------------------------------
+
+
+def build_language_model(
+    vocab_size: int,
+    cell: str | type = "lstm",
+    units: int = 256,
+    num_layers: int = 2,
+    embedding_dim: int = 64,
+    dropout: float = 0.0,
+    learning_rate: float = 2e-3,
+    clipnorm: float | None = 5.0,
+    compile: bool = True,
+    optimizer: keras.optimizers.Optimizer | None = None,
+    name: str | None = None,
+) -> keras.Model:
+    """A character-level language model: ids (B, T) -> next-character logits (B, T, vocab).
+
+    Embedding -> `num_layers` recurrent layers (all returning sequences) -> Dense. With
+    `dropout`, a Dropout layer follows the embedding and each recurrent layer (the
+    non-recurrent connections, as in Zaremba et al. 2014).
+
+    Compiled (unless `compile=False`) with Adam at `learning_rate`, gradients clipped to a
+    global norm of `clipnorm`, sparse cross-entropy from logits, and the metrics accuracy,
+    bits per character and perplexity. Pass `optimizer` to use another; call `compile` again
+    to change anything else.
+
+    Args:
+        vocab_size: number of characters (`len(vocab)`).
+        cell: "vanilla", "gru" or "lstm" (or a layer class, e.g. `keras.layers.LSTM`).
+        units: size of each recurrent layer's state.
+        num_layers: recurrent layers stacked.
+        embedding_dim: size of each character's embedding.
+        dropout: rate of the Dropout layers, in [0, 1).
+    """
+    vocab_size = _checks.positive_int("vocab_size", vocab_size)
+    num_layers = _checks.positive_int("num_layers", num_layers)
+    units = _checks.positive_int("units", units)
+    embedding_dim = _checks.positive_int("embedding_dim", embedding_dim)
+    dropout = _checks.rate("dropout", dropout)
+    layer_class = recurrent_layer_class(cell)
+
+    ids = keras.Input((None,), dtype="int32", name="ids")  # (B, T)
+    h = keras.layers.Embedding(vocab_size, embedding_dim, name="embedding")(ids)  # (B, T, E)
+    for i in range(num_layers):
+        if dropout:
+            h = keras.layers.Dropout(dropout, name=f"dropout_{i}")(h)
+        h = layer_class(units, return_sequences=True, name=f"rnn_{i}")(h)  # (B, T, H)
+    if dropout:
+        h = keras.layers.Dropout(dropout, name=f"dropout_{num_layers}")(h)
+    logits = keras.layers.Dense(vocab_size, dtype="float32", name="logits")(h)  # (B, T, V)
+    model = keras.Model(ids, logits, name=name or f"char_{_cell_name(cell)}")
+    if compile:
+        model.compile(
+            optimizer=optimizer or keras.optimizers.Adam(learning_rate, global_clipnorm=clipnorm),
+            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+            metrics=[
+                keras.metrics.SparseCategoricalAccuracy(name="accuracy"),
+                BitsPerCharacter(),
+                Perplexity(),
+            ],
+        )
+    return model
+
+
+def build_binary_addition_model(
+    cell: str | type = "lstm",
+    units: int = 16,
+    learning_rate: float = 1e-2,
+    compile: bool = True,
+    name: str | None = None,
+) -> keras.Model:
+    """The network that learns to add: bits (B, T, 2) -> probabilities of the sum's bits
+    (B, T, 1), least significant bit first, for any number of steps T.
+
+    One recurrent layer reads a's and b's bits at each step; to get the sum right it must
+    carry a 1 from step to step. Compiled with Adam, binary cross-entropy, and the metrics
+    bit accuracy and whole-sum accuracy.
+    """
+    units = _checks.positive_int("units", units)
+    layer_class = recurrent_layer_class(cell)
+    bits = keras.Input((None, 2), name="bits")  # (B, T, 2)
+    h = layer_class(units, return_sequences=True, name="rnn")(bits)  # (B, T, H)
+    sum_bits = keras.layers.Dense(1, activation="sigmoid", dtype="float32", name="sum_bits")(h)
+    model = keras.Model(bits, sum_bits, name=name or f"adder_{_cell_name(cell)}")
+    if compile:
+        model.compile(
+            optimizer=keras.optimizers.Adam(learning_rate),
+            loss="binary_crossentropy",
+            metrics=[keras.metrics.BinaryAccuracy(name="bit_accuracy"), WholeSequenceAccuracy()],
+        )
+    return model
+
+
+def _cell_name(cell: str | type) -> str:
+    return cell if isinstance(cell, str) else cell.__name__.lower()
