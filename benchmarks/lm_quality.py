@@ -1,0 +1,189 @@
+"""Validation loss against training time: our layers next to Keras's built-ins in the same
+character-level language model, each given the same time budget.
+
+Every system is the same 2 x 256 model from `build_language_model` (batch 64, 100 steps,
+embedding 64, Adam 2e-3 clipped at global norm 5) with only the recurrent layer class
+changed, trained in its own process, one after another, on the first 90% of the text and
+evaluated on the last 10% every `--eval-steps` training steps (evaluation time not counted).
+
+    python benchmarks/lm_quality.py ../shared/data/tinyshakespeare.txt --minutes 10
+
+Prints a table of validation loss (nats/char, bits/char) at equal training times, and
+writes the curves as CSV and SVG to --out (default benchmarks/results/).
+"""
+
+import argparse
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+SYSTEMS = {  # name -> (module, layer class) for the recurrent layers
+    "unfold_rnn.LSTM": ("unfold_rnn", "LSTM"),
+    "keras.layers.LSTM": ("keras.layers", "LSTM"),
+    "unfold_rnn.GRU": ("unfold_rnn", "GRU"),
+    "keras.layers.GRU": ("keras.layers", "GRU"),
+}
+
+parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+parser.add_argument("text", help="a UTF-8 text file, e.g. tinyshakespeare.txt")
+parser.add_argument("--minutes", type=float, default=10.0, help="training time per system")
+parser.add_argument("--systems", nargs="+", default=list(SYSTEMS), choices=list(SYSTEMS))
+parser.add_argument("--eval-steps", type=int, default=100, help="training steps between evals")
+parser.add_argument("--seed", type=int, default=0)
+parser.add_argument("--out", default=str(Path(__file__).parent / "results"))
+parser.add_argument("--one", help=argparse.SUPPRESS)  # internal: train one system, print JSON
+args = parser.parse_args()
+
+seq_len = 100  # characters per training window
+batch_size = 64  # windows per batch
+units = 256  # state size of each recurrent layer
+num_layers = 2  # recurrent layers stacked
+embedding_dim = 64  # size of each character's embedding
+learning_rate = 2e-3  # Adam
+val_fraction = 0.1  # the text's last 10% is for validation
+
+
+def train_one(name: str) -> dict:
+    """Train one system within the budget; its curve of (seconds, val nats/char)."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import importlib
+
+    import keras
+
+    from unfold_rnn import build_language_model
+    from unfold_rnn.callbacks import TimeBudget
+    from unfold_rnn.data import read_text, text_data
+
+    keras.utils.set_random_seed(args.seed)
+    data = text_data(read_text(args.text), seq_len, batch_size, val_fraction, seed=args.seed)
+    module, cls = SYSTEMS[name]
+    layer_class = getattr(importlib.import_module(module), cls)
+    model = build_language_model(
+        len(data.vocab), layer_class, units, num_layers, embedding_dim, learning_rate=learning_rate
+    )
+    budget = TimeBudget(args.minutes * 60)
+    model.fit(
+        data.train,
+        steps_per_epoch=args.eval_steps,
+        epochs=10**9,  # the budget stops it
+        validation_data=data.validation,
+        shuffle=False,
+        callbacks=[budget],
+        verbose=0,
+    )
+    steps_per_second = args.eval_steps * len(budget.history) / budget.elapsed
+    return {
+        "name": name,
+        "tokens_per_second": steps_per_second * batch_size * seq_len,
+        "curve": [(seconds, logs["val_loss"]) for seconds, logs in budget.history],
+    }
+
+
+def loss_at(curve: list, seconds: float) -> float:
+    """The validation loss of the last evaluation at or before `seconds` of training."""
+    done = [loss for t, loss in curve if t <= seconds]
+    return done[-1] if done else math.nan
+
+
+def svg_plot(curves: dict, width: int = 640, height: int = 400) -> str:
+    """Validation loss against minutes, one line per system, as a small standalone SVG."""
+    colours = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e"]
+    left, right, top, bottom = 60, 170, 20, 50
+    points = [(t / 60, loss) for curve in curves.values() for t, loss in curve]
+    x_max = max(x for x, _ in points)
+    y_low = math.floor(min(y for _, y in points) * 10) / 10
+    y_high = min(3.0, math.ceil(max(y for _, y in points) * 10) / 10)
+
+    def xy(x: float, y: float) -> str:
+        px = left + (width - left - right) * x / x_max
+        py = top + (height - top - bottom) * (y_high - min(y, y_high)) / (y_high - y_low)
+        return f"{px:.1f},{py:.1f}"
+
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+        'font-family="sans-serif" font-size="12">',
+        f'<rect width="{width}" height="{height}" fill="white"/>',
+        f'<polyline points="{xy(0, y_high)} {xy(0, y_low)} {xy(x_max, y_low)}" '
+        'fill="none" stroke="black"/>',
+    ]
+    for i in range(int(x_max) + 1):
+        x, y = xy(i, y_low).split(",")
+        parts.append(f'<text x="{x}" y="{float(y) + 16}" text-anchor="middle">{i}</text>')
+    steps = round((y_high - y_low) / 0.1)
+    for i in range(steps + 1):
+        value = y_low + i * 0.1
+        x, y = xy(0, value).split(",")
+        parts.append(
+            f'<text x="{float(x) - 6}" y="{float(y) + 4}" text-anchor="end">{value:.1f}</text>'
+        )
+    parts.append(
+        f'<text x="{(width - right + left) / 2}" y="{height - 12}" '
+        'text-anchor="middle">training time (minutes)</text>'
+    )
+    parts.append(
+        f'<text x="14" y="{height / 2}" transform="rotate(-90 14 {height / 2})" '
+        'text-anchor="middle">validation loss (nats/char)</text>'
+    )
+    for i, (name, curve) in enumerate(curves.items()):
+        colour = colours[i % len(colours)]
+        line = " ".join(xy(t / 60, loss) for t, loss in curve)
+        parts.append(f'<polyline points="{line}" fill="none" stroke="{colour}" stroke-width="2"/>')
+        ly = top + 20 * i + 10
+        parts.append(
+            f'<line x1="{width - right + 10}" y1="{ly}" x2="{width - right + 30}" '
+            f'y2="{ly}" stroke="{colour}" stroke-width="2"/>'
+        )
+        parts.append(f'<text x="{width - right + 35}" y="{ly + 4}">{name}</text>')
+    parts.append("</svg>")
+    return "\n".join(parts) + "\n"
+
+
+if args.one:
+    print(json.dumps(train_one(args.one)))
+    sys.exit(0)
+
+results = {}
+for name in args.systems:
+    command = [
+        sys.executable,
+        __file__,
+        args.text,
+        "--one",
+        name,
+        "--minutes",
+        str(args.minutes),
+        "--eval-steps",
+        str(args.eval_steps),
+        "--seed",
+        str(args.seed),
+    ]
+    print(f"training {name} for {args.minutes:g} minutes ...", flush=True)
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        sys.exit(f"{name} failed:\n{done.stderr[-3000:]}")
+    results[name] = json.loads(done.stdout.strip().splitlines()[-1])
+
+checkpoints = [m * 60 for m in (1, 2, 5, 10, 20, 30, 60) if m <= args.minutes] + [args.minutes * 60]
+checkpoints = sorted(set(checkpoints))
+print("\nValidation loss, nats/char (bits/char), after equal training time:")
+print(f"{'minutes':>8} " + " ".join(f"{name:>20}" for name in results))
+for seconds in checkpoints:
+    cells = []
+    for result in results.values():
+        loss = loss_at(result["curve"], seconds)
+        cells.append(f"{loss:.3f} ({loss / math.log(2):.2f})" if loss == loss else "-")
+    print(f"{seconds / 60:8.1f} " + " ".join(f"{c:>20}" for c in cells))
+print(f"{'tokens/s':>8} " + " ".join(f"{r['tokens_per_second']:20,.0f}" for r in results.values()))
+
+out = Path(args.out)
+out.mkdir(parents=True, exist_ok=True)
+with open(out / "lm_quality.csv", "w") as f:
+    f.write("system,training_seconds,val_nats_per_char\n")
+    for name, result in results.items():
+        for seconds, loss in result["curve"]:
+            f.write(f"{name},{seconds:.1f},{loss:.4f}\n")
+(out / "lm_quality.svg").write_text(svg_plot({n: r["curve"] for n, r in results.items()}))
+print(f"\ncurves written to {out / 'lm_quality.csv'} and {out / 'lm_quality.svg'}")

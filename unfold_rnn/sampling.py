@@ -1,0 +1,180 @@
+"""Generating text from a character-level language model, one character at a time.
+
+The model's recurrent layers are stepped through their cells, carrying the states from one
+character to the next, so each new character costs one step whatever the length so far
+(the scan is never re-run over the prefix):
+
+    states = zeros; for c in prime: logits, states = step(c, states)
+    repeat: c = pick(logits); emit c; logits, states = step(c, states)
+
+`pick` draws from softmax(logits / temperature), optionally only among the `top_k` most
+likely characters or the smallest set whose probability reaches `top_p` (nucleus sampling,
+Holtzman et al. 2020), or takes the most likely character (`greedy`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from unfold_rnn.data import CharVocab
+
+
+@dataclass(frozen=True)
+class SamplingOptions:
+    """How the next character is picked from the model's logits.
+
+    Attributes:
+        temperature: > 0; below 1 sharpens the distribution, above 1 flattens it.
+        top_k: if set, draw only among the k most likely characters (1 <= k <= vocab size).
+        top_p: if set, draw only from the most likely characters whose probabilities add
+            up to at least top_p, in (0, 1].
+        greedy: always take the most likely character (ignores the others).
+    """
+
+    temperature: float = 1.0
+    top_k: int | None = None
+    top_p: float | None = None
+    greedy: bool = False
+
+    def check(self, vocab_size: int) -> None:
+        if not self.temperature > 0:
+            raise ValueError(
+                f"The temperature must be > 0; got {self.temperature}. For the most likely "
+                "character every time, use greedy sampling."
+            )
+        if self.top_k is not None and not 1 <= self.top_k <= vocab_size:
+            raise ValueError(
+                f"top-k must be between 1 and the vocabulary size, {vocab_size}; got {self.top_k}."
+            )
+        if self.top_p is not None and not 0 < self.top_p <= 1:
+            raise ValueError(f"top-p must be in (0, 1]; got {self.top_p}.")
+
+
+def filter_logits(logits: tf.Tensor, options: SamplingOptions) -> tf.Tensor:
+    """Logits (B, V) scaled by the temperature, with characters outside top-k / top-p set
+    to -inf so they are never drawn."""
+    logits = tf.cast(logits, tf.float32) / options.temperature
+    never = tf.fill(tf.shape(logits), -np.inf)
+    if options.top_k is not None:
+        kth = tf.math.top_k(logits, k=options.top_k).values[:, -1:]  # (B, 1)
+        logits = tf.where(logits < kth, never, logits)
+    if options.top_p is not None:
+        order = tf.argsort(logits, axis=-1, direction="DESCENDING")
+        sorted_probs = tf.gather(tf.nn.softmax(logits), order, batch_dims=1)
+        before = tf.cumsum(sorted_probs, axis=-1, exclusive=True)  # mass above each character
+        keep_sorted = before < options.top_p  # the smallest set reaching top_p
+        keep = tf.scatter_nd(
+            tf.stack(
+                [
+                    tf.repeat(tf.range(tf.shape(order)[0]), tf.shape(order)[1]),
+                    tf.reshape(order, [-1]),
+                ],
+                axis=1,
+            ),
+            tf.reshape(keep_sorted, [-1]),
+            tf.shape(logits),
+        )
+        logits = tf.where(keep, logits, never)
+    return logits
+
+
+class Sampler:
+    """Steps a language model built by `build_language_model` one character at a time.
+
+    Works with our layers and with Keras's built-ins alike: both expose their `cell`.
+
+    Example:
+        >>> sampler = Sampler(model, vocab)
+        >>> print(sampler.generate("ROMEO:", length=200, temperature=0.8, seed=1)[0])
+    """
+
+    def __init__(self, model: keras.Model, vocab: CharVocab) -> None:
+        self.vocab = vocab
+        self._embedding = _only(model, keras.layers.Embedding, "an Embedding layer")
+        self._recurrent = [layer for layer in model.layers if hasattr(layer, "cell")]
+        if not self._recurrent:
+            raise ValueError("The model has no recurrent layers to step through.")
+        self._logits = model.layers[-1]
+        if self._logits.units != len(vocab):
+            raise ValueError(
+                f"The model predicts {self._logits.units} characters but the vocabulary has "
+                f"{len(vocab)}: they do not belong together."
+            )
+        self._generator = tf.random.Generator.from_seed(0)
+        self._step = tf.function(self._step_fn, reduce_retracing=True)
+        self._advance = tf.function(self._advance_fn, reduce_retracing=True)
+
+    def initial_states(self, batch_size: int) -> list[list[tf.Tensor]]:
+        return [list(layer.cell.get_initial_state(batch_size)) for layer in self._recurrent]
+
+    def _step_fn(self, ids: tf.Tensor, states: list) -> tuple[tf.Tensor, list]:
+        x = self._embedding(ids)  # (B, E)
+        new_states = []
+        for layer, layer_states in zip(self._recurrent, states, strict=True):
+            x, next_states = layer.cell(x, layer_states, training=False)  # (B, H)
+            new_states.append(list(next_states))
+        return self._logits(x), new_states  # (B, V)
+
+    def step(self, ids: np.ndarray | tf.Tensor, states: list) -> tuple[tf.Tensor, list]:
+        """One character per sequence: ids (B,) and the states -> logits (B, V), new states."""
+        return self._step(tf.convert_to_tensor(ids, tf.int32), states)
+
+    def generate(
+        self,
+        prime: str,
+        length: int,
+        temperature: float = 1.0,
+        top_k: int | None = None,
+        top_p: float | None = None,
+        greedy: bool = False,
+        seed: int | None = None,
+        num_samples: int = 1,
+    ) -> list[str]:
+        """`num_samples` continuations of `prime`, each `length` characters long (the prime
+        not included), generated side by side as one batch."""
+        options = SamplingOptions(temperature, top_k, top_p, greedy)
+        options.check(len(self.vocab))
+        if length < 0:
+            raise ValueError(f"The length must be >= 0; got {length}.")
+        if num_samples < 1:
+            raise ValueError(f"The number of samples must be >= 1; got {num_samples}.")
+        if not prime:
+            raise ValueError("The prime must have at least one character to start from.")
+        prime_ids = self.vocab.encode(prime)  # a clear error for unknown characters
+        states = self.initial_states(num_samples)
+        for char_id in prime_ids:
+            logits, states = self.step(np.full((num_samples,), char_id, np.int32), states)
+        self._generator.reset_from_seed(seed if seed is not None else _fresh_seed())
+        out = np.zeros((num_samples, length), np.int32)
+        for t in range(length):
+            ids, logits, states = self._advance(logits, states, options)
+            out[:, t] = ids.numpy()
+        return [self.vocab.decode(row) for row in out]
+
+    def _advance_fn(self, logits: tf.Tensor, states: list, options: SamplingOptions):
+        """Pick the next characters from `logits`, then step the model on them."""
+        if options.greedy:
+            ids = tf.argmax(logits, axis=-1, output_type=tf.int32)
+        else:
+            filtered = filter_logits(logits, options)
+            # Gumbel-max: argmax(logits + Gumbel noise) is a draw from softmax(logits).
+            uniform = self._generator.uniform(tf.shape(filtered), 1e-20, 1.0)
+            ids = tf.argmax(filtered - tf.math.log(-tf.math.log(uniform)), axis=-1)
+            ids = tf.cast(ids, tf.int32)
+        logits, states = self._step_fn(ids, states)
+        return ids, logits, states
+
+
+def _only(model: keras.Model, layer_type: type, what: str) -> keras.layers.Layer:
+    found = [layer for layer in model.layers if isinstance(layer, layer_type)]
+    if len(found) != 1:
+        raise ValueError(f"Expected a language model with {what}; found {len(found)}.")
+    return found[0]
+
+
+def _fresh_seed() -> int:
+    return int(np.random.default_rng().integers(2**31))
