@@ -11,6 +11,7 @@ import pytest
 import unfold_rnn
 from unfold_rnn import (
     BitsPerCharacter,
+    InitialStateNoise,
     Perplexity,
     WholeSequenceAccuracy,
     build_binary_addition_model,
@@ -151,3 +152,25 @@ def test_vanilla_adder_learns_to_carry_and_generalizes_to_longer_sums():
         x, y = addition_problems(500, bits, seed=2)
         right = bits_to_ints(model.predict(x, verbose=0)) == bits_to_ints(y)
         assert right.mean() >= 0.99, f"{bits} bits: {right.mean():.1%} of sums right"
+
+
+def test_initial_state_noise_only_in_training():
+    noise = InitialStateNoise([5, 5], stddevs=[0.0, 2.0], seed=1)
+    sequences = np.zeros((4000, 3, 2), "float32")
+    h0, c0 = (keras.ops.convert_to_numpy(s) for s in noise(sequences, training=True))
+    assert not h0.any()
+    assert abs(c0.mean()) < 0.05 and c0.std() == pytest.approx(2.0, rel=0.02)
+    assert not any(np.any(s) for s in noise(sequences, training=False))
+    (h0,) = InitialStateNoise([7], stddevs=[0.5])(sequences, training=True)
+    assert h0.shape == (4000, 7) and np.std(h0) == pytest.approx(0.5, rel=0.02)
+    with pytest.raises(ValueError, match="one standard deviation >= 0 per state"):
+        InitialStateNoise([7], stddevs=[0.5, 2.0])
+
+
+def test_addition_model_saves_and_loads(tmp_path):
+    model = build_binary_addition_model("lstm", units=4)
+    model.fit(*addition_problems(8, 8, seed=1), verbose=0)
+    model.save(tmp_path / "adder.keras")
+    loaded = keras.models.load_model(tmp_path / "adder.keras", safe_mode=True)
+    x, _ = addition_problems(5, 12, seed=0)
+    np.testing.assert_array_equal(loaded.predict(x, verbose=0), model.predict(x, verbose=0))

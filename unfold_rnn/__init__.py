@@ -6,6 +6,7 @@ from unfold_rnn.data import CharVocab
 from unfold_rnn.layers import GRU, LSTM, Unfold, VanillaRNN
 from unfold_rnn.models import (
     BitsPerCharacter,
+    InitialStateNoise,
     Perplexity,
     WholeSequenceAccuracy,
     build_binary_addition_model,
@@ -20,6 +21,7 @@ __all__ = [
     "BitsPerCharacter",
     "CharVocab",
     "GRUCell",
+    "InitialStateNoise",
     "LSTMCell",
     "Perplexity",
     "Unfold",
