@@ -392,6 +392,11 @@ def test_input_of_wrong_rank():
         unfold_rnn.LSTM(3)(np.zeros((4, 5), "float32"))
 
 
+def test_no_time_steps():
+    with pytest.raises(ValueError, match="needs at least one time step"):
+        unfold_rnn.LSTM(3)(np.zeros((2, 0, 3), "float32"))
+
+
 def test_unknown_feature_dimension():
     with pytest.raises(ValueError, match="needs the number of input features"):
         unfold_rnn.GRU(3)(keras.Input((None, None)))

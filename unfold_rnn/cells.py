@@ -32,6 +32,12 @@ from unfold_rnn import _checks
 State = tuple[tf.Tensor, ...]
 
 
+def state_sizes(cell: Any) -> list[int]:
+    """A cell's `state_size` as a list, one size per state (any Keras cell)."""
+    size = cell.state_size
+    return list(size) if isinstance(size, (list, tuple)) else [size]
+
+
 class _RecurrentCell(keras.layers.Layer):
     """What the three cells share: arguments, the fused weights and the Keras cell contract.
 
@@ -148,12 +154,8 @@ class _RecurrentCell(keras.layers.Layer):
 
     def get_initial_state(self, batch_size: int | tf.Tensor | None = None) -> list[tf.Tensor]:
         return [
-            tf.zeros((batch_size, size), dtype=self.compute_dtype) for size in self._state_sizes()
+            tf.zeros((batch_size, size), dtype=self.compute_dtype) for size in state_sizes(self)
         ]
-
-    def _state_sizes(self) -> list[int]:
-        size = self.state_size
-        return list(size) if isinstance(size, (list, tuple)) else [size]
 
     def call(self, inputs: tf.Tensor, states: Any, training: bool = False) -> tuple[tf.Tensor, Any]:
         nested = isinstance(states, (list, tuple))

@@ -31,7 +31,7 @@ import keras
 import tensorflow as tf
 
 from unfold_rnn import _checks
-from unfold_rnn.cells import GRUCell, LSTMCell, VanillaCell
+from unfold_rnn.cells import GRUCell, LSTMCell, VanillaCell, state_sizes
 
 # Keras arguments that only matter to cuDNN or to Keras's own loop. Old scripts pass them, so
 # they are accepted; our loop is always `tf.scan`, never unrolled, never cuDNN.
@@ -131,10 +131,6 @@ class Unfold(keras.layers.Layer):
         """The carried states of a stateful layer (None otherwise, or before it is built)."""
         return self._state_variables
 
-    def _state_sizes(self) -> list[int]:
-        size = self.cell.state_size
-        return list(size) if isinstance(size, (list, tuple)) else [size]
-
     # -- shapes ----------------------------------------------------------------------------
 
     def _check_sequences_shape(self, shape: Sequence[int | None]) -> None:
@@ -145,6 +141,8 @@ class Unfold(keras.layers.Layer):
                 f"{tuple(shape)}, of rank {len(shape)}. For a single sequence add a batch "
                 "axis (x[None]); for one feature per step add a feature axis (x[..., None])."
             )
+        if shape[1] == 0:
+            raise ValueError(f"{name} needs at least one time step; got shape {tuple(shape)}.")
         if shape[-1] is None:
             raise ValueError(
                 f"{name} needs the number of input features (the last axis) to be known; got "
@@ -152,7 +150,7 @@ class Unfold(keras.layers.Layer):
             )
 
     def _check_initial_state_shapes(self, shapes: Sequence[Any], batch_size: Any) -> None:
-        name, sizes = type(self).__name__, self._state_sizes()
+        name, sizes = type(self).__name__, state_sizes(self.cell)
         expected = ", ".join(f"(batch, {s})" for s in sizes)
         if len(shapes) != len(sizes):
             raise ValueError(
@@ -196,7 +194,7 @@ class Unfold(keras.layers.Layer):
         units = self.cell.output_size
         output = (batch, time, units) if self.return_sequences else (batch, units)
         if self.return_state:
-            return (output, *((batch, size) for size in self._state_sizes()))
+            return (output, *((batch, size) for size in state_sizes(self.cell)))
         return output
 
     def compute_mask(self, inputs: Any, mask: Any = None) -> Any:
@@ -204,7 +202,7 @@ class Unfold(keras.layers.Layer):
             mask = mask[0]
         output_mask = mask if self.return_sequences else None
         if self.return_state:
-            return [output_mask] + [None] * len(self._state_sizes())
+            return [output_mask] + [None] * len(state_sizes(self.cell))
         return output_mask
 
     # -- the forward pass ------------------------------------------------------------------

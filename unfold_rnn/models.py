@@ -16,6 +16,7 @@ import keras
 import tensorflow as tf
 
 from unfold_rnn import _checks
+from unfold_rnn.cells import state_sizes
 from unfold_rnn.layers import GRU, LSTM, VanillaRNN
 
 CELLS: dict[str, type] = {"vanilla": VanillaRNN, "gru": GRU, "lstm": LSTM}
@@ -229,11 +230,8 @@ def build_binary_addition_model(
     """
     units = _checks.positive_int("units", units)
     rnn = recurrent_layer_class(cell)(units, return_sequences=True, name="rnn")
-    state_size = rnn.cell.state_size
-    state_sizes = list(state_size) if isinstance(state_size, (list, tuple)) else [state_size]
-    noise = InitialStateNoise(
-        state_sizes, list(initial_state_noise)[: len(state_sizes)], name="initial_state"
-    )
+    sizes = state_sizes(rnn.cell)
+    noise = InitialStateNoise(sizes, list(initial_state_noise)[: len(sizes)], name="initial_state")
     bits = keras.Input((None, 2), name="bits")  # (B, T, 2)
     h = rnn(bits, initial_state=noise(bits))  # (B, T, H)
     sum_bits = keras.layers.Dense(1, activation="sigmoid", dtype="float32", name="sum_bits")(h)
