@@ -138,3 +138,29 @@ def test_cell_config_round_trip(name):
     )
     clone = type(cell).from_config(cell.get_config())
     assert clone.get_config() == cell.get_config()
+
+
+@pytest.mark.parametrize(
+    ("name", "gate_blocks"),
+    [
+        ("vanilla", {}),
+        ("gru", {"update": 0, "reset": 1}),
+        ("lstm", {"input": 0, "forget": 1, "output": 3}),
+    ],
+)
+def test_step_with_gates_reports_the_sigmoid_gates(name, gate_blocks, rng):
+    """Each gate is sigmoid(x W_g + h U_g + b_g), checked with numpy from the weights."""
+    kind = KINDS[name]
+    cell = kind.ours_cell(4, **kind.kwargs)
+    x = rng.normal(size=(2, 3)).astype("float32")
+    states = tuple(tf.constant(rng.normal(size=(2, 4)), tf.float32) for _ in range(kind.num_states))
+    cell(x, list(states))  # build
+    new_states, gates = cell.step_with_gates(cell.project_inputs(x), states)
+    assert set(gates) == set(gate_blocks)
+    kernel, recurrent, bias = (keras.ops.convert_to_numpy(w) for w in cell.weights)
+    bias = bias.sum(axis=0) if bias.ndim == 2 else bias  # GRU reset_after: both biases
+    z = x @ kernel + keras.ops.convert_to_numpy(states[0]) @ recurrent + bias
+    for gate, block in gate_blocks.items():
+        expected = 1 / (1 + np.exp(-z[:, 4 * block : 4 * (block + 1)]))
+        np.testing.assert_allclose(gates[gate], expected, atol=1e-5)
+    np.testing.assert_allclose(new_states[0], cell.step(cell.project_inputs(x), states)[0])

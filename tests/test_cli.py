@@ -1,14 +1,230 @@
-"""The `unfold-rnn` command."""
+"""The `unfold-rnn` command, end to end: train, sample, evaluate, TensorBoard, bad input."""
 
 from __future__ import annotations
 
+import json
+import math
+import re
+import socket
 import subprocess
 import sys
+import time
+import urllib.request
+from pathlib import Path
 
+import keras
+import numpy as np
 import pytest
 
 import unfold_rnn
-from unfold_rnn import cli
+from unfold_rnn import cli, runs
+
+TEXT = (
+    "To be, or not to be, that is the question:\n"
+    "Whether 'tis nobler in the mind to suffer\n"
+    "The slings and arrows of outrageous fortune,\n"
+    "Or to take arms against a sea of troubles\n"
+) * 20
+TINY = ["--units", "12", "--layers", "2", "--embedding-dim", "6", "--seq-len", "16"]
+TINY += ["--batch-size", "8", "--steps-per-epoch", "6"]
+
+
+@pytest.fixture(scope="module")
+def text_file(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("text") / "hamlet.txt"
+    path.write_text(TEXT, encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="module")
+def lm_run(tmp_path_factory, text_file) -> Path:
+    logdir = tmp_path_factory.mktemp("logs")
+    args = ["train-lm", "--text", str(text_file), *TINY, "--epochs", "2"]
+    assert cli.main([*args, "--logdir", str(logdir), "--run-name", "lm"]) == 0
+    return logdir / "lm"
+
+
+def test_train_lm_makes_the_run_directory(lm_run):
+    for name in ("config.json", "vocab.json", "model.keras", "checkpoint/last.keras"):
+        assert (lm_run / name).is_file(), name
+    assert any((lm_run / "train").iterdir()) and any((lm_run / "validation").iterdir())
+    config = json.loads((lm_run / "config.json").read_text())
+    assert config["kind"] == "language_model" and config["version"] == unfold_rnn.__version__
+    assert config["units"] == 12 and config["cell"] == "lstm"
+    state = runs.read_state(lm_run)
+    assert (state.epoch, state.finished) == (2, True)
+
+
+def test_sample_is_reproducible_and_has_the_requested_length(lm_run, capsys):
+    args = ["sample", str(lm_run), "--prime", "To be", "--length", "60", "--seed", "5"]
+    assert cli.main(args) == 0
+    first = capsys.readouterr().out
+    assert cli.main(args) == 0
+    assert capsys.readouterr().out == first
+    assert first.startswith("To be") and len(first) == len("To be") + 60 + 1  # + newline
+    assert cli.main([*args[:-1], "6"]) == 0
+    assert capsys.readouterr().out != first
+
+
+def test_sample_several_and_greedy(lm_run, capsys):
+    assert cli.main(["sample", str(lm_run), "--length", "20", "--num-samples", "3"]) == 0
+    samples = capsys.readouterr().out.split(cli.SAMPLE_SEPARATOR)
+    assert len(samples) == 3 and all(s.startswith("\n") for s in samples)
+    greedy = ["sample", str(lm_run), "--greedy", "--length", "30"]
+    assert cli.main(greedy) == 0
+    out = capsys.readouterr().out
+    assert cli.main(greedy) == 0
+    assert capsys.readouterr().out == out
+
+
+def test_evaluate_prints_the_models_loss(lm_run, text_file, capsys):
+    assert cli.main(["evaluate", str(lm_run), "--text", str(text_file)]) == 0
+    line = capsys.readouterr().out.strip()
+    nats, bits, perplexity = (float(x) for x in re.findall(r"[\d.]+(?= nats| bits|\s\()", line))
+    assert math.isfinite(nats) and 0 < nats < math.log(40)
+    assert bits == pytest.approx(nats / math.log(2), abs=1e-3)
+    assert perplexity == pytest.approx(math.exp(nats), rel=1e-3)
+
+
+def test_resume_continues_to_the_same_weights(tmp_path, text_file):
+    """A run stopped after epoch 1 and resumed ends where an uninterrupted run ends."""
+    common = ["train-lm", "--text", str(text_file), *TINY, "--logdir", str(tmp_path)]
+    assert cli.main([*common, "--epochs", "2", "--run-name", "whole"]) == 0
+    assert cli.main([*common, "--epochs", "2", "--run-name", "cut", "--time-budget", "1e-9"]) == 0
+    cut = tmp_path / "cut"
+    assert runs.read_state(cut).epoch == 1  # the budget stopped it after one epoch
+    state = runs.read_state(cut)
+    state.finished = False  # as if it had been killed there
+    runs.write_state(cut, state)
+    config = json.loads((cut / "config.json").read_text())
+    config["time_budget"] = None
+    (cut / "config.json").write_text(json.dumps(config))
+    assert cli.main(["train-lm", "--logdir", str(tmp_path), "--run-name", "cut", "--resume"]) == 0
+    assert runs.read_state(cut).epoch == 2
+    whole = keras.models.load_model(tmp_path / "whole" / runs.LAST).get_weights()
+    resumed = keras.models.load_model(cut / runs.LAST).get_weights()
+    for a, b in zip(whole, resumed, strict=True):
+        np.testing.assert_allclose(a, b, atol=1e-6)
+
+
+def test_train_addition(tmp_path, capsys):
+    args = ["train-addition", "--cell", "vanilla", "--units", "8", "--bits", "4", "--epochs", "2"]
+    assert cli.main([*args, "--logdir", str(tmp_path), "--run-name", "add"]) == 0
+    out = capsys.readouterr().out
+    for bits in (4, 8, 16, 32, 64):
+        assert re.search(rf"^{bits}-bit sums: [\d.]+% of 1,000 right", out, re.MULTILINE)
+    assert re.search(r"^    \d+ \+ \d+ = \d+ (✓|✗)", out, re.MULTILINE)
+    assert (tmp_path / "add" / "model.keras").is_file()
+
+
+# -- TensorBoard, served for real --------------------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _get(url: str, body: dict | None = None):
+    data = None if body is None else json.dumps(body).encode()
+    headers = {"X-XSRF-Protected": "1", "Content-Type": "application/json"}
+    with urllib.request.urlopen(urllib.request.Request(url, data, headers), timeout=10) as r:
+        return json.loads(r.read())
+
+
+def test_tensorboard_serves_the_runs_dashboards(lm_run):
+    port = _free_port()
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "tensorboard.main",
+            "--logdir",
+            str(lm_run),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--load_fast",
+            "false",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    base = f"http://127.0.0.1:{port}/data"
+    try:
+        deadline = time.time() + 90
+        while True:
+            try:
+                scalars = _get(f"{base}/plugin/scalars/tags")
+                if scalars.get("train") and scalars.get("validation"):
+                    break
+            except OSError:
+                pass
+            assert time.time() < deadline, "TensorBoard did not come up"
+            time.sleep(1)
+        train, validation = set(scalars["train"]), set(scalars["validation"])
+        for tag in (
+            "epoch_loss",
+            "epoch_accuracy",
+            "epoch_bits_per_char",
+            "epoch_perplexity",
+            "epoch_learning_rate",
+            "batch_loss",
+            "batch_bits_per_char",
+            "tokens_per_second",
+            "gradient_global_norm",
+        ):
+            assert tag in train, tag
+        assert {"epoch_loss", "epoch_bits_per_char", "epoch_perplexity"} <= validation
+        for gate in ("input", "forget", "output"):
+            assert {f"gates/rnn_0/{gate}/mean", f"gates/rnn_1/{gate}/left_saturated"} <= validation
+        assert _get(f"{base}/plugin/text/tags")["validation"] == ["sample"]
+        histograms = _get(f"{base}/plugin/histograms/tags")
+        assert "rnn_0/lstm_cell/kernel/histogram" in histograms["train"]
+        assert "activations/rnn_1/forget" in histograms["validation"]
+        experiment = _get(f"{base}/plugin/hparams/experiment", {"experimentName": ""})
+        names = {info["name"] for info in experiment["hparamInfos"]}
+        assert {"cell", "units", "layers", "lr", "seq_len"} <= names
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+# -- bad arguments: a non-zero exit and one line on stderr -------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["train-lm", "--units", "x"], "argument --units: invalid int value: 'x'"),
+        (["train-lm", "--units", "0"], "`units` must be a positive whole number"),
+        (["train-lm", "--text", "/no/such/file.txt"], "No such file: /no/such/file.txt"),
+        (["train-lm", "--cell", "rnn"], "argument --cell: invalid choice: 'rnn'"),
+        (["sample", "/no/such/run"], "No run directory at /no/such/run"),
+        (["evaluate", "/no/such/run"], "the following arguments are required: --text"),
+        (["train-addition", "--bits", "1"], "`bits` must be between 2 and 64"),
+    ],
+)
+def test_bad_arguments_exit_with_one_line(args, message, tmp_path):
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "unfold_rnn",
+            *args,
+            *(["--logdir", str(tmp_path)] if args[0].startswith("train") else []),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+    )
+    assert result.returncode != 0
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert message in result.stderr
+    assert not any(tmp_path.iterdir())  # no run directory left behind
 
 
 def test_version(capsys):
@@ -16,11 +232,3 @@ def test_version(capsys):
         cli.main(["--version"])
     assert exit_info.value.code == 0
     assert capsys.readouterr().out.strip() == f"unfold_rnn {unfold_rnn.__version__}"
-
-
-def test_python_dash_m_runs_the_command():
-    result = subprocess.run(
-        [sys.executable, "-m", "unfold_rnn", "--help"], capture_output=True, text=True, timeout=120
-    )
-    assert result.returncode == 0
-    assert result.stdout.startswith("usage: unfold-rnn")

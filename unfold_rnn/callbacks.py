@@ -1,11 +1,23 @@
-"""Keras callbacks for training runs."""
+"""Keras callbacks for training runs: time budgets, TensorBoard extras, checkpoints."""
 
 from __future__ import annotations
 
+import contextlib
+import math
 import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import keras
+import numpy as np
+import tensorflow as tf
+from tensorboard.plugins.hparams import api as hp
+
+from unfold_rnn import runs
+from unfold_rnn.data import CharVocab, addition_problems
+from unfold_rnn.inspection import language_model_activations, saturation
+from unfold_rnn.sampling import Sampler
 
 
 class TimeBudget(keras.callbacks.Callback):
@@ -41,3 +53,196 @@ class TimeBudget(keras.callbacks.Callback):
         self.history.append((self.elapsed, {k: float(v) for k, v in (logs or {}).items()}))
         if self.seconds is not None and self.elapsed >= self.seconds:
             self.model.stop_training = True
+
+
+class _Summaries(keras.callbacks.Callback):
+    """A callback that writes its own summaries into the run's `train/` or `validation/`."""
+
+    def __init__(self, run_dir: str | Path, subdir: str) -> None:
+        super().__init__()
+        self._writer_dir = str(Path(run_dir) / subdir)
+        self._writer: tf.summary.SummaryWriter | None = None
+
+    @contextlib.contextmanager
+    def writing(self) -> Iterator[None]:
+        """Summaries written inside go to this callback's directory, always: Keras's own
+        TensorBoard callback, given a step-level update_freq, wraps training in a
+        `record_if` that would silently drop them."""
+        if self._writer is None:
+            self._writer = tf.summary.create_file_writer(self._writer_dir)
+        with self._writer.as_default(), tf.summary.record_if(True):
+            yield
+
+    def on_train_end(self, logs: Any = None) -> None:
+        if self._writer is not None:
+            self._writer.flush()
+
+
+class StepSummaries(_Summaries):
+    """Every `every` steps: the training logs (loss and metrics, as `batch_<name>`), the
+    learning rate, tokens per second, and the global gradient norm, measured on a fresh
+    training batch (one extra forward and backward pass per `every` steps)."""
+
+    def __init__(
+        self, run_dir: str | Path, every: int, tokens_per_batch: int, batches: Iterator
+    ) -> None:
+        super().__init__(run_dir, "train")
+        self.every, self.tokens_per_batch, self._batches = every, tokens_per_batch, batches
+        self._last_time = 0.0
+        self._gradient_norm: Callable | None = None
+
+    def on_train_begin(self, logs: Any = None) -> None:
+        model = self.model
+
+        @tf.function
+        def gradient_norm(x, y):
+            with tf.GradientTape() as tape:
+                loss = model.compute_loss(x=x, y=y, y_pred=model(x, training=True))
+            return tf.linalg.global_norm(tape.gradient(loss, model.trainable_variables))
+
+        self._gradient_norm = gradient_norm
+        self._last_time = time.perf_counter()
+
+    def on_train_batch_end(self, batch: int, logs: Any = None) -> None:
+        step = int(self.model.optimizer.iterations.numpy())
+        if step % self.every:
+            return
+        now = time.perf_counter()
+        tokens_per_second = self.every * self.tokens_per_batch / (now - self._last_time)
+        norm = float(self._gradient_norm(*next(self._batches)))
+        learning_rate = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
+        with self.writing():
+            for name, value in (logs or {}).items():
+                tf.summary.scalar(f"batch_{name}", value, step=step)
+            tf.summary.scalar("batch_learning_rate", learning_rate, step=step)
+            tf.summary.scalar("tokens_per_second", tokens_per_second, step=step)
+            tf.summary.scalar("gradient_global_norm", norm, step=step)
+        self._last_time = time.perf_counter()  # the measurement is not training time
+
+
+class TextSamples(_Summaries):
+    """At the end of every `every` epochs, a generated text in TensorBoard's Text tab."""
+
+    def __init__(
+        self,
+        run_dir: str | Path,
+        vocab: CharVocab,
+        prime: str,
+        temperature: float = 0.8,
+        length: int = 400,
+        every: int = 1,
+    ) -> None:
+        super().__init__(run_dir, "validation")
+        self.vocab, self.prime, self.temperature = vocab, prime, temperature
+        self.length, self.every = length, every
+        self._sampler: Sampler | None = None
+
+    def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
+        if (epoch + 1) % self.every:
+            return
+        if self._sampler is None:
+            self._sampler = Sampler(self.model, self.vocab)
+        text = self._sampler.generate(
+            self.prime, self.length, temperature=self.temperature, seed=epoch
+        )[0]
+        heading = f"prime {self.prime!r}, temperature {self.temperature}, epoch {epoch + 1}"
+        block = "\n".join("    " + line for line in (self.prime + text).splitlines())
+        with self.writing():
+            tf.summary.text("sample", f"{heading}\n\n{block}", step=epoch)
+
+
+class GateStatistics(_Summaries):
+    """At each epoch's end, over a fixed batch: for every recurrent layer and gate, the
+    histogram of its activations, their mean, and the fractions left (< 0.1) and right
+    (> 0.9) saturated; also histograms of the hidden (and cell) states."""
+
+    def __init__(self, run_dir: str | Path, ids: np.ndarray) -> None:
+        super().__init__(run_dir, "validation")
+        self.ids = ids
+
+    def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
+        with self.writing():
+            for layer_name, activations in language_model_activations(self.model, self.ids):
+                for name, values in activations.items():
+                    tf.summary.histogram(f"activations/{layer_name}/{name}", values, step=epoch)
+                    if name in ("h", "c"):
+                        continue
+                    left, right = saturation(values)
+                    tag = f"gates/{layer_name}/{name}"
+                    tf.summary.scalar(f"{tag}/mean", float(values.mean()), step=epoch)
+                    tf.summary.scalar(f"{tag}/left_saturated", left, step=epoch)
+                    tf.summary.scalar(f"{tag}/right_saturated", right, step=epoch)
+
+
+class HParams(_Summaries):
+    """The run's hyperparameters for TensorBoard's HParams tab, so runs compare side by side;
+    their metrics are the epoch scalars Keras's TensorBoard callback writes."""
+
+    def __init__(self, run_dir: str | Path, hparams: dict[str, Any]) -> None:
+        super().__init__(run_dir, ".")
+        self.hparams = {k: v for k, v in hparams.items() if isinstance(v, (bool, int, float, str))}
+
+    def on_train_begin(self, logs: Any = None) -> None:
+        metrics = [
+            hp.Metric("epoch_loss", group="validation", display_name="validation loss"),
+            hp.Metric("epoch_loss", group="train", display_name="training loss"),
+        ]
+        with self.writing():
+            hp.hparams_config(hparams=[hp.HParam(k) for k in self.hparams], metrics=metrics)
+            hp.hparams(self.hparams, trial_id=Path(self._writer_dir).parent.name)
+
+
+class RunCheckpoints(keras.callbacks.Callback):
+    """At each epoch's end: the model and optimizer to `checkpoint/last.keras`, then the
+    epoch to `checkpoint/state.json`, and the model to `model.keras` when its validation loss
+    is the best so far; all written atomically. A non-finite loss stops training instead,
+    keeping the last good files."""
+
+    def __init__(self, run_dir: str | Path, state: runs.State) -> None:
+        super().__init__()
+        self.run_dir, self.state = Path(run_dir), state
+        self.diverged_at: int | None = None
+
+    def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
+        logs = logs or {}
+        loss = logs.get("val_loss", logs.get("loss"))
+        if loss is None or not math.isfinite(loss):
+            self.diverged_at = epoch + 1
+            self.model.stop_training = True
+            return
+        runs.save_model(self.model, self.run_dir / runs.LAST)
+        if self.state.best_val_loss is None or loss < self.state.best_val_loss:
+            runs.save_model(self.model, self.run_dir / runs.MODEL)
+            self.state.best_val_loss = float(loss)
+        self.state.epoch = epoch + 1
+        runs.write_state(self.run_dir, self.state)
+
+
+class StopWhenConfident(keras.callbacks.Callback):
+    """Stop once no held-out output is further than `tolerance` from its target. For binary
+    addition, right is not enough to generalize to longer sums; confidently right is."""
+
+    def __init__(self, inputs: np.ndarray, targets: np.ndarray, tolerance: float) -> None:
+        super().__init__()
+        self.inputs, self.targets, self.tolerance = inputs, targets, tolerance
+
+    def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
+        predicted = self.model.predict(self.inputs, batch_size=len(self.inputs), verbose=0)
+        if np.abs(predicted - self.targets).max() < self.tolerance:
+            self.model.stop_training = True
+
+
+class AdditionWidths(_Summaries):
+    """Each epoch: bit and whole-sum accuracy on new problems of each width in `widths`."""
+
+    def __init__(self, run_dir: str | Path, widths: tuple[int, ...], seed: int) -> None:
+        super().__init__(run_dir, "validation")
+        self.problems = {bits: addition_problems(500, bits, seed=seed + bits) for bits in widths}
+
+    def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
+        with self.writing():
+            for bits, (x, y) in self.problems.items():
+                right = (self.model.predict(x, batch_size=len(x), verbose=0) > 0.5) == y
+                tf.summary.scalar(f"epoch_bit_accuracy_{bits}bits", right.mean(), step=epoch)
+                whole = right.all(axis=(1, 2)).mean()
+                tf.summary.scalar(f"epoch_sum_accuracy_{bits}bits", whole, step=epoch)

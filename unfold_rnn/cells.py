@@ -148,6 +148,13 @@ class _RecurrentCell(keras.layers.Layer):
         `recurrent_mask` (B, units), if given, multiplies h_{t-1} where it enters U.
         Returns the new states; the cell's output is always the first of them, h_t.
         """
+        return self.step_with_gates(projected, states, recurrent_mask)[0]
+
+    def step_with_gates(
+        self, projected: tf.Tensor, states: State, recurrent_mask: tf.Tensor | None = None
+    ) -> tuple[State, dict[str, tf.Tensor]]:
+        """`step`, also returning the sigmoid gates' activations by name, each (B, units),
+        for looking inside the network (empty for the gateless Vanilla cell)."""
         raise NotImplementedError
 
     # -- the Keras cell contract -----------------------------------------------------------
@@ -228,14 +235,14 @@ class VanillaCell(_RecurrentCell):
         super().__init__(units, activation=activation, **kwargs)
         self.state_size = self.units
 
-    def step(
+    def step_with_gates(
         self, projected: tf.Tensor, states: State, recurrent_mask: tf.Tensor | None = None
-    ) -> State:
+    ) -> tuple[State, dict[str, tf.Tensor]]:
         (h,) = states  # (B, H)
         h = self.activation(
             projected + tf.matmul(_masked(h, recurrent_mask), self.recurrent_kernel)
         )
-        return (h,)
+        return (h,), {}
 
 
 @keras.saving.register_keras_serializable(package="unfold_rnn")
@@ -284,9 +291,9 @@ class GRUCell(_RecurrentCell):
     def _input_bias(self) -> Any:
         return self.bias[0] if self.reset_after else self.bias
 
-    def step(
+    def step_with_gates(
         self, projected: tf.Tensor, states: State, recurrent_mask: tf.Tensor | None = None
-    ) -> State:
+    ) -> tuple[State, dict[str, tf.Tensor]]:
         (h,) = states  # (B, H)
         h_in = _masked(h, recurrent_mask)
         x_z, x_r, x_h = tf.split(projected, 3, axis=-1)
@@ -305,7 +312,7 @@ class GRUCell(_RecurrentCell):
             r = self.recurrent_activation(x_r + h_r)
             candidate = self.activation(x_h + tf.matmul(r * h_in, u_h))
         h = z * h + (1 - z) * candidate
-        return (h,)
+        return (h,), {"update": z, "reset": r}
 
     def get_config(self) -> dict[str, Any]:
         return {
@@ -366,9 +373,9 @@ class LSTMCell(_RecurrentCell):
 
         return forget_gate_ones
 
-    def step(
+    def step_with_gates(
         self, projected: tf.Tensor, states: State, recurrent_mask: tf.Tensor | None = None
-    ) -> State:
+    ) -> tuple[State, dict[str, tf.Tensor]]:
         h, c = states  # (B, H) each
         gates = projected + tf.matmul(_masked(h, recurrent_mask), self.recurrent_kernel)
         z_i, z_f, z_c, z_o = tf.split(gates, 4, axis=-1)
@@ -378,7 +385,7 @@ class LSTMCell(_RecurrentCell):
         o = self.recurrent_activation(z_o)
         c = f * c + i * candidate
         h = o * self.activation(c)
-        return (h, c)
+        return (h, c), {"input": i, "forget": f, "output": o}
 
     def get_config(self) -> dict[str, Any]:
         return {

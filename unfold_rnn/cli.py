@@ -1,26 +1,259 @@
-"""The `unfold-rnn` command. Training, sampling and evaluation arrive as subcommands here; all
-of the command line's user-facing messages are produced in this module."""
+"""The `unfold-rnn` command (also `python -m unfold_rnn`).
+
+    unfold-rnn train-lm        train a character-level language model
+    unfold-rnn train-addition  train the network that learns to add binary numbers
+    unfold-rnn sample RUN_DIR  write text from a trained language model to stdout
+    unfold-rnn evaluate RUN_DIR --text PATH   loss of a language model on a text
+
+Arguments are parsed into the configuration dataclasses, then the API does the work. Every
+message for the person at the terminal is produced here; a bad argument or input ends the
+command with one line on stderr and a non-zero exit status.
+"""
 
 from __future__ import annotations
 
 import argparse
+import math
+import sys
 from collections.abc import Sequence
+from pathlib import Path
+from typing import NoReturn
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        """One line, not argparse's usage block: what was wrong and where to read more."""
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
 def _parser() -> argparse.ArgumentParser:
     from unfold_rnn import __version__
+    from unfold_rnn.config import AdditionConfig, LanguageModelConfig
 
-    parser = argparse.ArgumentParser(
+    lm, add = LanguageModelConfig(), AdditionConfig()
+    parser = _Parser(
         prog="unfold-rnn",
-        description="Vanilla, GRU and LSTM networks unfolded with tf.scan.",
+        description="Vanilla, GRU and LSTM networks unfolded with tf.scan: train, watch, sample.",
     )
     parser.add_argument("--version", action="version", version=f"unfold_rnn {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    def run_options(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--logdir", default="logs", help="where runs are kept (default: logs)")
+        p.add_argument("--run-name", help="the run's directory name (default: kind-cell-time)")
+
+    train_lm = commands.add_parser(
+        "train-lm",
+        help="train a character-level language model",
+        description="Train a character-level language model; watch it with "
+        "`tensorboard --logdir logs`, then `unfold-rnn sample RUN_DIR`.",
+    )
+    train_lm.add_argument("--text", help="a UTF-8 text file (default: the built-in corpus)")
+    train_lm.add_argument("--cell", default=lm.cell, choices=["vanilla", "gru", "lstm"])
+    for flag, value, kind, text in [
+        ("--units", lm.units, int, "state size of each recurrent layer"),
+        ("--layers", lm.layers, int, "recurrent layers stacked"),
+        ("--embedding-dim", lm.embedding_dim, int, "size of each character's embedding"),
+        ("--seq-len", lm.seq_len, int, "characters per training window"),
+        ("--batch-size", lm.batch_size, int, "windows per batch"),
+        ("--epochs", lm.epochs, int, "epochs to train"),
+        ("--steps-per-epoch", lm.steps_per_epoch, int, "training batches per epoch"),
+        ("--time-budget", lm.time_budget, float, "stop after this many seconds of training"),
+        ("--lr", lm.lr, float, "Adam's learning rate"),
+        ("--dropout", lm.dropout, float, "dropout between layers, in [0, 1)"),
+        ("--val-fraction", lm.val_fraction, float, "the text's end kept for validation"),
+        ("--seed", lm.seed, int, "seed for the data order and initial weights"),
+    ]:
+        train_lm.add_argument(flag, type=kind, default=value, help=f"{text} (default: {value})")
+    run_options(train_lm)
+    train_lm.add_argument(
+        "--resume", action="store_true", help="continue the run --run-name from its last epoch"
+    )
+
+    train_add = commands.add_parser(
+        "train-addition",
+        help="train a network to add binary numbers",
+        description="Train on n-bit sums, then test on 8, 16, 32 and 64 bits.",
+    )
+    train_add.add_argument("--cell", default=add.cell, choices=["vanilla", "gru", "lstm"])
+    for flag, value, kind, text in [
+        ("--units", add.units, int, "state size"),
+        ("--bits", add.bits, int, "width of the training sums"),
+        ("--epochs", add.epochs, int, "epochs at most (training stops once confident)"),
+        ("--time-budget", add.time_budget, float, "stop after this many seconds of training"),
+        ("--seed", add.seed, int, "seed for the problems and initial weights"),
+    ]:
+        train_add.add_argument(flag, type=kind, default=value, help=f"{text} (default: {value})")
+    run_options(train_add)
+
+    sample = commands.add_parser(
+        "sample",
+        help="write text from a trained language model",
+        description="Write generated text to stdout, and nothing else.",
+    )
+    sample.add_argument("run_dir", metavar="RUN_DIR", help="a train-lm run directory")
+    sample.add_argument("--prime", default="\n", help="text to start from (default: a newline)")
+    sample.add_argument("--length", type=int, default=500, help="characters to generate")
+    sample.add_argument("--temperature", type=float, default=1.0, help="> 0 (default: 1.0)")
+    sample.add_argument("--top-k", type=int, help="draw only among the k most likely")
+    sample.add_argument("--top-p", type=float, help="draw only from this much probability mass")
+    sample.add_argument("--greedy", action="store_true", help="always the most likely character")
+    sample.add_argument("--seed", type=int, help="makes the text reproducible")
+    sample.add_argument(
+        "--num-samples", type=int, default=1, help="samples, with a line '---' between them"
+    )
+
+    evaluate = commands.add_parser(
+        "evaluate",
+        help="a language model's loss on a text",
+        description="Print the loss in nats/char, bits/char and the perplexity on a text.",
+    )
+    evaluate.add_argument("run_dir", metavar="RUN_DIR", help="a train-lm run directory")
+    evaluate.add_argument("--text", required=True, help="a UTF-8 text file")
     return parser
+
+
+SAMPLE_SEPARATOR = "\n---\n"  # between samples: generated text may hold blank lines itself
+
+
+def _verbosity() -> int:
+    return 1 if sys.stdout.isatty() else 2  # progress bars on a terminal, a line per epoch else
+
+
+def _train_lm(args: argparse.Namespace) -> None:
+    from unfold_rnn.config import LanguageModelConfig
+    from unfold_rnn.training import train_language_model
+
+    config = LanguageModelConfig(
+        text=args.text,
+        cell=args.cell,
+        units=args.units,
+        layers=args.layers,
+        embedding_dim=args.embedding_dim,
+        seq_len=args.seq_len,
+        batch_size=args.batch_size,
+        epochs=args.epochs,
+        steps_per_epoch=args.steps_per_epoch,
+        time_budget=args.time_budget,
+        lr=args.lr,
+        dropout=args.dropout,
+        val_fraction=args.val_fraction,
+        seed=args.seed,
+    )
+    if args.text:
+        from unfold_rnn.data import read_text
+
+        read_text(args.text)  # a bad file fails now, before a run directory is made
+    result = train_language_model(config, args.logdir, args.run_name, args.resume, _verbosity())
+    _report_run(result, f"unfold-rnn sample {result.run_dir}")
+    if result.best_val_loss is not None:
+        nats = result.best_val_loss
+        print(
+            f"Best validation loss: {nats:.4f} nats/char, {nats / math.log(2):.4f} bits/char, "
+            f"perplexity {math.exp(nats):.2f}."
+        )
+
+
+def _train_addition(args: argparse.Namespace) -> None:
+    from unfold_rnn.config import AdditionConfig
+    from unfold_rnn.training import train_binary_addition
+
+    config = AdditionConfig(
+        cell=args.cell,
+        units=args.units,
+        bits=args.bits,
+        epochs=args.epochs,
+        time_budget=args.time_budget,
+        seed=args.seed,
+    )
+    result = train_binary_addition(config, args.logdir, args.run_name, _verbosity())
+    for bits, report in result.report.items():
+        print(f"{bits}-bit sums: {report['sum_accuracy']:.1%} of 1,000 right, e.g.")
+        for a, b, predicted, truth in report["examples"]:
+            mark = "✓" if predicted == truth else f"✗ (true sum {truth})"
+            print(f"    {a} + {b} = {predicted} {mark}")
+    _report_run(result, None)
+
+
+def _report_run(result, how_to_sample: str | None) -> None:
+    if result.diverged_at is not None:
+        print(
+            f"Stopped: the loss was not finite at epoch {result.diverged_at}. The last good "
+            f"model is kept in {result.run_dir}; try a lower --lr.",
+            file=sys.stderr,
+        )
+    print(f"Run: {result.run_dir} ({result.epochs} epochs).")
+    print(f"Watch it: tensorboard --logdir {result.run_dir.parent}")
+    if how_to_sample:
+        print(f"Sample from it: {how_to_sample}")
+
+
+def _sample(args: argparse.Namespace) -> None:
+    from unfold_rnn import runs
+    from unfold_rnn.sampling import Sampler, SamplingOptions
+
+    runs.read_config(args.run_dir, "language_model")
+    vocab = runs.read_vocab(args.run_dir)
+    SamplingOptions(args.temperature, args.top_k, args.top_p, args.greedy).check(len(vocab))
+    vocab.encode(args.prime)  # unknown characters fail before the model loads
+    model = runs.load_model(Path(args.run_dir) / runs.MODEL)
+    samples = Sampler(model, vocab).generate(
+        args.prime,
+        args.length,
+        temperature=args.temperature,
+        top_k=args.top_k,
+        top_p=args.top_p,
+        greedy=args.greedy,
+        seed=args.seed,
+        num_samples=args.num_samples,
+    )
+    sys.stdout.write(SAMPLE_SEPARATOR.join(args.prime + sample for sample in samples) + "\n")
+
+
+def _evaluate(args: argparse.Namespace) -> None:
+    from unfold_rnn import runs
+    from unfold_rnn.data import read_text, text_windows
+
+    config = runs.read_config(args.run_dir, "language_model")
+    vocab = runs.read_vocab(args.run_dir)
+    text = read_text(args.text)
+    ids = vocab.encode(text, unknown="skip")
+    if len(ids) < len(text):
+        print(
+            f"Skipped {len(text) - len(ids):,} characters the model does not know.",
+            file=sys.stderr,
+        )
+    windows = text_windows(ids, config.seq_len, config.batch_size)
+    model = runs.load_model(Path(args.run_dir) / runs.MODEL)
+    nats = model.evaluate(windows, verbose=0, return_dict=True)["loss"]
+    print(
+        f"{nats:.4f} nats/char, {nats / math.log(2):.4f} bits/char, "
+        f"perplexity {math.exp(nats):.3f} ({len(ids):,} characters)"
+    )
+
+
+COMMANDS = {
+    "train-lm": _train_lm,
+    "train-addition": _train_addition,
+    "sample": _sample,
+    "evaluate": _evaluate,
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of `unfold-rnn` and `python -m unfold_rnn`; returns the exit status."""
     parser = _parser()
-    parser.parse_args(argv)
-    parser.print_help()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 0
+    try:
+        COMMANDS[args.command](args)
+    except (ValueError, OSError) as error:
+        message = str(error).strip().splitlines()[0] if str(error).strip() else repr(error)
+        print(f"unfold-rnn {args.command}: error: {message}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"unfold-rnn {args.command}: interrupted", file=sys.stderr)
+        return 130
     return 0

@@ -22,6 +22,7 @@ import numpy as np
 import tensorflow as tf
 
 from unfold_rnn import _checks
+from unfold_rnn._files import write_text_atomically
 
 _VOCAB_FORMAT = "unfold_rnn.CharVocab"
 _ENCODE_CHUNK = 1 << 23  # characters encoded at a time, to bound memory on large texts
@@ -124,7 +125,7 @@ class CharVocab:
 
     def save(self, path: str | os.PathLike) -> None:
         """Write the vocabulary as JSON, atomically (beside, then renamed into place)."""
-        _write_atomically(Path(path), self.to_json())
+        write_text_atomically(Path(path), self.to_json())
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> CharVocab:
@@ -139,12 +140,6 @@ class CharVocab:
             return cls.from_json(text)
         except (ValueError, KeyError, TypeError) as error:
             raise ValueError(f"{path} is not a usable vocabulary file: {error}") from None
-
-
-def _write_atomically(path: Path, text: str) -> None:
-    temporary = path.with_name(f".{path.name}.tmp")
-    temporary.write_text(text, encoding="utf-8")
-    os.replace(temporary, path)
 
 
 # -- reading text ------------------------------------------------------------------------------
@@ -231,6 +226,7 @@ def text_data(
     val_fraction: float = 0.1,
     seed: int = 0,
     vocab: CharVocab | None = None,
+    skip_batches: int = 0,
 ) -> TextData:
     """Windows of `text` for a character-level language model.
 
@@ -247,6 +243,8 @@ def text_data(
         val_fraction: the share of the text, taken from its end, kept for validation, in [0, 1).
         seed: makes the training batches reproducible.
         vocab: the characters to use; by default, every character of `text`.
+        skip_batches: start the training stream this many batches in (to resume a run
+            exactly where it stopped).
     """
     seq_len = _checks.positive_int("seq_len", seq_len)
     batch_size = _checks.positive_int("batch_size", batch_size)
@@ -272,7 +270,7 @@ def text_data(
         )
     return TextData(
         vocab=vocab,
-        train=_random_windows(train_ids, seq_len, batch_size, seed),
+        train=_random_windows(train_ids, seq_len, batch_size, seed, skip_batches),
         validation=_consecutive_windows(validation_ids, seq_len, batch_size)
         if val_fraction > 0
         else None,
@@ -299,12 +297,35 @@ def _compact(ids: np.ndarray) -> tf.Tensor:
     return tf.constant(ids.astype(np.int16 if small else np.int32))
 
 
-def _random_windows(ids: np.ndarray, seq_len: int, batch_size: int, seed: int) -> tf.data.Dataset:
+def _random_windows(
+    ids: np.ndarray, seq_len: int, batch_size: int, seed: int, skip_batches: int = 0
+) -> tf.data.Dataset:
+    """Endless batches of windows at uniformly random starts. Batch b's starts are stateless
+    random numbers keyed by (seed, b): the stream depends on nothing else (no global seed),
+    and resuming at batch b is starting the count there."""
     data = _compact(ids)
     num_starts = len(ids) - seq_len  # window starts 0 .. len - seq_len - 1
-    starts = tf.data.Dataset.random(seed=seed).map(lambda r: r % num_starts)
-    windows = starts.batch(batch_size).map(lambda s: _gather_windows(data, s, seq_len))
+
+    def starts(b: tf.Tensor) -> tf.Tensor:
+        key = tf.stack([tf.constant(seed, tf.int64), b])
+        return tf.random.stateless_uniform(
+            [batch_size], seed=key, minval=0, maxval=num_starts, dtype=tf.int64
+        )
+
+    batches = tf.data.Dataset.counter(start=skip_batches).map(starts)
+    windows = batches.map(lambda s: _gather_windows(data, s, seq_len))
     return windows.map(_split_window).prefetch(tf.data.AUTOTUNE)
+
+
+def text_windows(ids: np.ndarray, seq_len: int, batch_size: int) -> tf.data.Dataset:
+    """Every full window of `ids`, consecutive and non-overlapping, once, as (inputs, targets)
+    batches: for measuring a model's loss on a whole text."""
+    if len(ids) < seq_len + 1:
+        raise ValueError(
+            f"The text has {len(ids)} characters the model knows, shorter than one window of "
+            f"{seq_len + 1}."
+        )
+    return _consecutive_windows(ids, seq_len, batch_size)
 
 
 def _consecutive_windows(ids: np.ndarray, seq_len: int, batch_size: int) -> tf.data.Dataset:

@@ -1,0 +1,113 @@
+"""A run's configuration: typed dataclasses, saved as JSON in the run directory.
+
+The command line only parses into these; the training functions take them as they are.
+`config.json` also records which kind of run it was and the package version that made it,
+so `sample`, `evaluate` and `--resume` know what they are looking at.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from unfold_rnn import __version__, _checks
+
+
+@dataclass
+class LanguageModelConfig:
+    """`unfold-rnn train-lm`: a character-level language model."""
+
+    kind: ClassVar[str] = "language_model"
+
+    text: str | None = None  # a UTF-8 text file; None: the built-in corpus
+    cell: str = "lstm"  # vanilla, gru or lstm
+    units: int = 256  # state size of each recurrent layer
+    layers: int = 2  # recurrent layers stacked
+    embedding_dim: int = 64  # size of each character's embedding
+    seq_len: int = 100  # characters per training window
+    batch_size: int = 64  # windows per batch
+    epochs: int = 10  # epochs to train
+    steps_per_epoch: int = 100  # training batches per epoch
+    time_budget: float | None = None  # stop after this many seconds of training
+    lr: float = 2e-3  # Adam's learning rate (gradients clipped to global norm 5)
+    dropout: float = 0.0  # between layers
+    val_fraction: float = 0.1  # the text's end kept for validation
+    seed: int = 0  # data order and initial weights
+    sample_every: int = 1  # epochs between text samples logged to TensorBoard
+
+    def check(self) -> None:
+        for name in ("units", "layers", "embedding_dim", "seq_len", "batch_size", "epochs"):
+            _checks.positive_int(name.replace("_", "-"), getattr(self, name))
+        _checks.positive_int("steps-per-epoch", self.steps_per_epoch)
+        _checks.positive_int("sample-every", self.sample_every)
+        _check_common(self)
+        _checks.rate("dropout", self.dropout)
+        if not 0 < self.val_fraction < 1:
+            raise ValueError(f"`val-fraction` must be in (0, 1); got {self.val_fraction}.")
+
+
+@dataclass
+class AdditionConfig:
+    """`unfold-rnn train-addition`: the network that learns to add binary numbers."""
+
+    kind: ClassVar[str] = "binary_addition"
+
+    cell: str = "lstm"  # vanilla, gru or lstm
+    units: int = 16  # state size
+    bits: int = 8  # width of the training sums
+    epochs: int = 100  # at most; stops once every held-out bit is confidently right
+    problems_per_epoch: int = 2048  # fresh random problems each epoch
+    batch_size: int = 32
+    lr: float = 1e-2  # Adam's learning rate
+    time_budget: float | None = 60.0  # stop after this many seconds of training
+    seed: int = 0
+
+    def check(self) -> None:
+        for name in ("units", "epochs", "problems_per_epoch", "batch_size"):
+            _checks.positive_int(name.replace("_", "-"), getattr(self, name))
+        if not 2 <= self.bits <= 64:
+            raise ValueError(f"`bits` must be between 2 and 64; got {self.bits}.")
+        _check_common(self)
+
+
+def _check_common(config: Any) -> None:
+    from unfold_rnn.models import CELLS
+
+    if config.cell not in CELLS:
+        raise ValueError(f"Unknown cell {config.cell!r}; choose one of {', '.join(CELLS)}.")
+    if not config.lr > 0:
+        raise ValueError(f"The learning rate must be > 0; got {config.lr}.")
+    if config.time_budget is not None and not config.time_budget > 0:
+        raise ValueError(f"The time budget must be > 0 seconds; got {config.time_budget}.")
+
+
+CONFIGS = {c.kind: c for c in (LanguageModelConfig, AdditionConfig)}
+
+
+def to_json(config: LanguageModelConfig | AdditionConfig) -> str:
+    record = {"kind": config.kind, "version": __version__, **dataclasses.asdict(config)}
+    return json.dumps(record, indent=2) + "\n"
+
+
+def from_json(text: str) -> LanguageModelConfig | AdditionConfig:
+    """The configuration in `text`, or a ValueError saying why it cannot be used."""
+    try:
+        record = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise ValueError(f"the configuration is not valid JSON ({error})") from None
+    if not isinstance(record, dict) or record.get("kind") not in CONFIGS:
+        raise ValueError("the configuration does not say which kind of run it belongs to")
+    version = record.pop("version", None)
+    if version != __version__:
+        raise ValueError(
+            f"the run was made by unfold_rnn {version}, and this is {__version__}; "
+            f"use unfold_rnn {version} for it, or train it again"
+        )
+    config_class = CONFIGS[record.pop("kind")]
+    names = {field.name for field in dataclasses.fields(config_class)}
+    unknown = set(record) - names
+    if unknown:
+        raise ValueError(f"the configuration has unknown fields: {', '.join(sorted(unknown))}")
+    return config_class(**record)
