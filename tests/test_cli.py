@@ -115,6 +115,21 @@ def test_train_addition(tmp_path, capsys):
         assert re.search(rf"^{bits}-bit sums: [\d.]+% of 1,000 right", out, re.MULTILINE)
     assert re.search(r"^    \d+ \+ \d+ = \d+ (✓|✗)", out, re.MULTILINE)
     assert (tmp_path / "add" / "model.keras").is_file()
+    tags = _event_tags(tmp_path / "add" / "validation")
+    for bits in (8, 16, 32, 64):
+        assert {f"epoch_sum_accuracy_{bits}bits", f"epoch_bit_accuracy_{bits}bits"} <= tags
+    assert {"epoch_sum_accuracy", "epoch_bit_accuracy"} <= tags  # the trained width's
+
+
+def _event_tags(directory: Path) -> set[str]:
+    import tensorflow as tf
+
+    return {
+        value.tag
+        for path in directory.glob("events.out.tfevents.*")
+        for event in tf.compat.v1.train.summary_iterator(str(path))
+        for value in event.summary.value
+    }
 
 
 # -- TensorBoard, served for real --------------------------------------------------------------

@@ -22,6 +22,8 @@ import tensorflow as tf
 
 from unfold_rnn.data import CharVocab
 
+CHUNK = 32  # characters generated per compiled call
+
 
 @dataclass(frozen=True)
 class SamplingOptions:
@@ -149,24 +151,29 @@ class Sampler:
         for char_id in prime_ids:
             logits, states = self.step(np.full((num_samples,), char_id, np.int32), states)
         self._generator.reset_from_seed(seed if seed is not None else _fresh_seed())
-        out = np.zeros((num_samples, length), np.int32)
-        for t in range(length):
+        chunks = []
+        for _ in range(-(-length // CHUNK)):  # the last chunk's surplus is dropped
             ids, logits, states = self._advance(logits, states, options)
-            out[:, t] = ids.numpy()
+            chunks.append(ids.numpy())
+        out = np.concatenate(chunks, axis=1)[:, :length] if chunks else np.zeros((num_samples, 0))
         return [self.vocab.decode(row) for row in out]
 
     def _advance_fn(self, logits: tf.Tensor, states: list, options: SamplingOptions):
-        """Pick the next characters from `logits`, then step the model on them."""
-        if options.greedy:
-            ids = tf.argmax(logits, axis=-1, output_type=tf.int32)
-        else:
-            filtered = filter_logits(logits, options)
-            # Gumbel-max: argmax(logits + Gumbel noise) is a draw from softmax(logits).
-            uniform = self._generator.uniform(tf.shape(filtered), 1e-20, 1.0)
-            ids = tf.argmax(filtered - tf.math.log(-tf.math.log(uniform)), axis=-1)
-            ids = tf.cast(ids, tf.int32)
-        logits, states = self._step_fn(ids, states)
-        return ids, logits, states
+        """CHUNK times: pick the next characters from `logits`, step the model on them.
+        One compiled call for CHUNK characters keeps Python's per-call cost off each one."""
+        picked = []
+        for _ in range(CHUNK):
+            if options.greedy:
+                ids = tf.argmax(logits, axis=-1, output_type=tf.int32)
+            else:
+                filtered = filter_logits(logits, options)
+                # Gumbel-max: argmax(logits + Gumbel noise) is a draw from softmax(logits).
+                uniform = self._generator.uniform(tf.shape(filtered), 1e-20, 1.0)
+                ids = tf.argmax(filtered - tf.math.log(-tf.math.log(uniform)), axis=-1)
+                ids = tf.cast(ids, tf.int32)
+            logits, states = self._step_fn(ids, states)
+            picked.append(ids)
+        return tf.stack(picked, axis=1), logits, states  # (B, CHUNK)
 
 
 def _only(model: keras.Model, layer_type: type, what: str) -> keras.layers.Layer:
