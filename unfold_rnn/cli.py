@@ -13,11 +13,12 @@ command with one line on stderr and a non-zero exit status.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import math
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 
 class _Parser(argparse.ArgumentParser):
@@ -116,6 +117,13 @@ def _parser() -> argparse.ArgumentParser:
 SAMPLE_SEPARATOR = "\n---\n"  # between samples: generated text may hold blank lines itself
 
 
+def _config_from(args: argparse.Namespace, config_class: type) -> Any:
+    """The options given on the command line (each --flag-name is field flag_name), and the
+    configuration's defaults for the rest."""
+    names = {field.name for field in dataclasses.fields(config_class)}
+    return config_class(**{k: v for k, v in vars(args).items() if k in names})
+
+
 def _verbosity() -> int:
     return 1 if sys.stdout.isatty() else 2  # progress bars on a terminal, a line per epoch else
 
@@ -124,22 +132,7 @@ def _train_lm(args: argparse.Namespace) -> None:
     from unfold_rnn.config import LanguageModelConfig
     from unfold_rnn.training import train_language_model
 
-    config = LanguageModelConfig(
-        text=args.text,
-        cell=args.cell,
-        units=args.units,
-        layers=args.layers,
-        embedding_dim=args.embedding_dim,
-        seq_len=args.seq_len,
-        batch_size=args.batch_size,
-        epochs=args.epochs,
-        steps_per_epoch=args.steps_per_epoch,
-        time_budget=args.time_budget,
-        lr=args.lr,
-        dropout=args.dropout,
-        val_fraction=args.val_fraction,
-        seed=args.seed,
-    )
+    config = _config_from(args, LanguageModelConfig)
     if args.text:
         from unfold_rnn.data import read_text
 
@@ -158,14 +151,7 @@ def _train_addition(args: argparse.Namespace) -> None:
     from unfold_rnn.config import AdditionConfig
     from unfold_rnn.training import train_binary_addition
 
-    config = AdditionConfig(
-        cell=args.cell,
-        units=args.units,
-        bits=args.bits,
-        epochs=args.epochs,
-        time_budget=args.time_budget,
-        seed=args.seed,
-    )
+    config = _config_from(args, AdditionConfig)
     result = train_binary_addition(config, args.logdir, args.run_name, _verbosity())
     for bits, report in result.report.items():
         print(f"{bits}-bit sums: {report['sum_accuracy']:.1%} of 1,000 right, e.g.")
