@@ -242,6 +242,23 @@ def test_bad_arguments_exit_with_one_line(args, message, tmp_path):
     assert not any(tmp_path.iterdir())  # no run directory left behind
 
 
+def test_unusable_text_leaves_no_run_directory(tmp_path, capsys):
+    short = tmp_path / "short.txt"
+    short.write_text("too short")
+    logdir = tmp_path / "logs"
+    assert cli.main(["train-lm", "--text", str(short), "--logdir", str(logdir)]) == 1
+    assert "shorter than one window" in capsys.readouterr().err
+    assert not logdir.exists()
+
+
+def test_an_existing_run_is_never_overwritten(lm_run, capsys):
+    args = ["train-lm", "--logdir", str(lm_run.parent), "--run-name", lm_run.name]
+    before = (lm_run / "model.keras").read_bytes()
+    assert cli.main(args) == 1
+    assert "already holds a run" in capsys.readouterr().err
+    assert (lm_run / "model.keras").read_bytes() == before
+
+
 def test_version(capsys):
     with pytest.raises(SystemExit) as exit_info:
         cli.main(["--version"])

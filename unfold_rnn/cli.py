@@ -133,10 +133,6 @@ def _train_lm(args: argparse.Namespace) -> None:
     from unfold_rnn.training import train_language_model
 
     config = _config_from(args, LanguageModelConfig)
-    if args.text:
-        from unfold_rnn.data import read_text
-
-        read_text(args.text)  # a bad file fails now, before a run directory is made
     result = train_language_model(config, args.logdir, args.run_name, args.resume, _verbosity())
     _report_run(result, f"unfold-rnn sample {result.run_dir}")
     if result.best_val_loss is not None:

@@ -33,14 +33,19 @@ def default_run_name(config: Any) -> str:
     return f"{short}-{config.cell}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
-def create(logdir: str | Path, run_name: str | None, config: Any) -> Path:
-    """A new run directory holding `config.json`; an existing run is never overwritten."""
+def new_run_dir(logdir: str | Path, run_name: str | None, config: Any) -> Path:
+    """Where a new run will live; an error if a run is there already (never overwritten)."""
     run_dir = Path(logdir) / (run_name or default_run_name(config))
     if run_dir.exists() and any(run_dir.iterdir()):
         raise ValueError(
             f"{run_dir} already holds a run. Continue it with --resume, or choose another "
             "--run-name."
         )
+    return run_dir
+
+
+def create(run_dir: Path, config: Any) -> Path:
+    """Make the run directory from `new_run_dir`, holding `config.json`."""
     (run_dir / "checkpoint").mkdir(parents=True, exist_ok=True)
     write_text_atomically(run_dir / CONFIG, config_lib.to_json(config))
     return run_dir

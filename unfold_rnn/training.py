@@ -58,13 +58,10 @@ def _tensorboard(run_dir: Path) -> keras.callbacks.TensorBoard:
     return keras.callbacks.TensorBoard(str(run_dir), histogram_freq=1)
 
 
-def _start(
-    config: Any, logdir: str | Path, run_name: str | None, resume: bool
+def _saved_run(
+    config: Any, logdir: str | Path, run_name: str | None
 ) -> tuple[Any, Path, runs.State]:
-    """The configuration, run directory and state to train with: new, or as saved."""
-    if not resume:
-        config.check()
-        return config, runs.create(logdir, run_name, config), runs.State()
+    """The configuration, directory and state of the run to resume."""
     if not run_name:
         raise ValueError("--resume needs the --run-name of the run to continue.")
     run_dir = Path(logdir) / run_name
@@ -95,13 +92,14 @@ def train_language_model(
     With `resume`, continue the run of that name from its last completed epoch, with the
     configuration it was started with.
     """
-    config, run_dir, state = _start(config, logdir, run_name, resume)
-    text = read_text(config.text) if config.text else default_corpus()
     if resume:
+        config, run_dir, state = _saved_run(config, logdir, run_name)
         vocab = runs.read_vocab(run_dir)
     else:
-        vocab = CharVocab.from_text(text)
-        vocab.save(run_dir / runs.VOCAB)
+        config.check()
+        run_dir, state = runs.new_run_dir(logdir, run_name, config), runs.State()
+    text = read_text(config.text) if config.text else default_corpus()
+    vocab = vocab if resume else CharVocab.from_text(text)
     # Weights and dropout from the seed; a resumed run draws dropout masks afresh (the data
     # stream is keyed by batch, so it continues exactly).
     keras.utils.set_random_seed(config.seed + state.epoch)
@@ -113,7 +111,7 @@ def train_language_model(
         seed=config.seed,
         vocab=vocab,
         skip_batches=state.epoch * config.steps_per_epoch,
-    )
+    )  # the text is usable: only now is a new run directory made
     if resume:
         model = runs.load_model(run_dir / runs.LAST)
     else:
@@ -126,6 +124,8 @@ def train_language_model(
             dropout=config.dropout,
             learning_rate=config.lr,
         )
+        runs.create(run_dir, config)
+        vocab.save(run_dir / runs.VOCAB)
     first_inputs, _ = next(iter(data.validation))
     checkpoints = RunCheckpoints(run_dir, state)
     callbacks = [
@@ -190,7 +190,9 @@ def train_binary_addition(
     """Train the binary-addition network on fresh `config.bits`-bit problems until every
     held-out bit is confidently right (or the epochs or time budget run out), then measure
     whole-sum accuracy at 8, 16, 32 and 64 bits."""
-    config, run_dir, state = _start(config, logdir, run_name, resume=False)
+    config.check()
+    run_dir = runs.create(runs.new_run_dir(logdir, run_name, config), config)
+    state = runs.State()
     keras.utils.set_random_seed(config.seed)
     model = build_binary_addition_model(config.cell, units=config.units, learning_rate=config.lr)
     held_out = addition_problems(1000, config.bits, seed=config.seed + 1)
