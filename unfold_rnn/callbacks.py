@@ -88,7 +88,7 @@ class StepSummaries(_Summaries):
     ) -> None:
         super().__init__(run_dir, "train")
         self.every, self.tokens_per_batch, self._batches = every, tokens_per_batch, batches
-        self._last_time = 0.0
+        self._clock, self._steps = 0.0, 0  # training steps since the clock was started
         self._gradient_norm: Callable | None = None
 
     def on_train_begin(self, logs: Any = None) -> None:
@@ -101,14 +101,18 @@ class StepSummaries(_Summaries):
             return tf.linalg.global_norm(tape.gradient(loss, model.trainable_variables))
 
         self._gradient_norm = gradient_norm
-        self._last_time = time.perf_counter()
+
+    def on_epoch_begin(self, epoch: int, logs: Any = None) -> None:
+        # Restarted here so that validation and epoch-end work are never counted.
+        self._clock, self._steps = time.perf_counter(), 0
 
     def on_train_batch_end(self, batch: int, logs: Any = None) -> None:
+        self._steps += 1
         step = int(self.model.optimizer.iterations.numpy())
         if step % self.every:
             return
-        now = time.perf_counter()
-        tokens_per_second = self.every * self.tokens_per_batch / (now - self._last_time)
+        elapsed = time.perf_counter() - self._clock
+        tokens_per_second = self._steps * self.tokens_per_batch / elapsed
         norm = float(self._gradient_norm(*next(self._batches)))
         learning_rate = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
         with self.writing():
@@ -117,7 +121,7 @@ class StepSummaries(_Summaries):
             tf.summary.scalar("batch_learning_rate", learning_rate, step=step)
             tf.summary.scalar("tokens_per_second", tokens_per_second, step=step)
             tf.summary.scalar("gradient_global_norm", norm, step=step)
-        self._last_time = time.perf_counter()  # the measurement is not training time
+        self._clock, self._steps = time.perf_counter(), 0  # the measuring is not training
 
 
 class TextSamples(_Summaries):
