@@ -50,9 +50,14 @@ def naive(length: int, seed: int) -> None:
 
 stepped = chars_per_second(lambda n, s: sampler.generate("A", n, seed=s), args.length)
 greedy = chars_per_second(lambda n, s: sampler.generate("A", n, greedy=True), args.length)
+nucleus = chars_per_second(
+    lambda n, s: sampler.generate("A", n, temperature=0.8, top_k=20, top_p=0.95, seed=s),
+    args.length,
+)
 naive_length = 200
 rerun = chars_per_second(naive, naive_length)
 print(f"{'method':40} {'chars/s':>10} {'ratio':>8}")
 print(f"{'Sampler, temperature 1 (stepping cells)':40} {stepped:10,.0f} {stepped / rerun:7.1f}x")
 print(f"{'Sampler, greedy':40} {greedy:10,.0f} {greedy / rerun:7.1f}x")
+print(f"{'Sampler, T 0.8, top-k 20, top-p 0.95':40} {nucleus:10,.0f} {nucleus / rerun:7.1f}x")
 print(f"{f're-run the scan on the prefix ({naive_length} chars)':40} {rerun:10,.0f} {1:7.1f}x")

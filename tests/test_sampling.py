@@ -8,7 +8,7 @@ import pytest
 import tensorflow as tf
 
 from unfold_rnn import CharVocab, build_language_model
-from unfold_rnn.sampling import Sampler, SamplingOptions, filter_logits
+from unfold_rnn.sampling import CHUNK, Sampler, SamplingOptions, filter_logits
 
 VOCAB = CharVocab.from_text("abcdefgh \n")
 
@@ -49,6 +49,25 @@ def test_sampling_is_reproducible_with_a_seed_and_batched(sampler):
     assert first != stepper.generate("a", length=30, seed=8, num_samples=3)
     assert len(first) == 3 and all(len(s) == 30 and set(s) <= set(VOCAB.chars) for s in first)
     assert len(set(first)) > 1  # the samples in a batch are drawn independently
+
+
+def test_a_shorter_sample_starts_a_longer_one_across_chunks(sampler):
+    """Draws are keyed by position, so chunking the generation changes nothing."""
+    stepper, _ = sampler
+    longer = stepper.generate("ab", length=CHUNK + 40, seed=5, num_samples=2)
+    shorter = stepper.generate("ab", length=CHUNK - 3, seed=5, num_samples=2)
+    assert [s[: CHUNK - 3] for s in longer] == shorter
+    assert all(len(s) == CHUNK + 40 for s in longer)
+
+
+def test_equal_options_compile_once(sampler):
+    """Options are keyed by value: a second call with equal options reuses the compiled
+    loop instead of tracing and compiling it again (which costs ~1 s per call)."""
+    stepper, _ = sampler
+    stepper.generate("a", length=3, temperature=0.7, top_k=3, seed=1)
+    stepper.generate("b", length=9, temperature=0.7, top_k=3, seed=2)
+    compiled = stepper._advance[SamplingOptions(temperature=0.7, top_k=3)]
+    assert compiled.experimental_get_tracing_count() == 1
 
 
 def test_top_k_of_one_and_tiny_top_p_are_greedy(sampler):

@@ -14,7 +14,9 @@ Holtzman et al. 2020), or takes the most likely character (`greedy`).
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
+from typing import Any
 
 import keras
 import numpy as np
@@ -22,9 +24,12 @@ import tensorflow as tf
 
 from unfold_rnn.data import CharVocab
 
-# Characters per compiled call; the fastest measured on a 2-core CPU (2 x 256 LSTM, chars/s:
-# 1 -> 0.7k, 8 -> 1.4k, 32 -> 0.5k).
-CHUNK = 8
+# Characters per compiled call. Generation runs as a `tf.while_loop` compiled by XLA, CHUNK
+# steps per call, so Python and TensorFlow's per-call cost are paid once per chunk; a chunk
+# of static size keeps XLA to one compilation. Measured on a 2-core CPU, 2 x 256 LSTM,
+# temperature 1 (benchmarks/generation.py): chunk 64 -> 10.8k chars/s, 256 -> 15.9k,
+# the whole 2,000 characters in one call -> 16.8k; without XLA, 7-8k at any chunk size.
+CHUNK = 256
 
 
 @dataclass(frozen=True)
@@ -108,9 +113,9 @@ class Sampler:
                 f"The model predicts {self._logits.units} characters but the vocabulary has "
                 f"{len(vocab)}: they do not belong together."
             )
-        self._generator = tf.random.Generator.from_seed(0)
         self._step = tf.function(self._step_fn, reduce_retracing=True)
-        self._advance = tf.function(self._advance_fn, reduce_retracing=True)
+        self._read = tf.function(self._read_fn, reduce_retracing=True)
+        self._advance: dict[SamplingOptions, Any] = {}  # one compiled function per options
 
     def initial_states(self, batch_size: int) -> list[list[tf.Tensor]]:
         return [list(layer.cell.get_initial_state(batch_size)) for layer in self._recurrent]
@@ -139,7 +144,11 @@ class Sampler:
         num_samples: int = 1,
     ) -> list[str]:
         """`num_samples` continuations of `prime`, each `length` characters long (the prime
-        not included), generated side by side as one batch."""
+        not included), generated side by side as one batch.
+
+        The draw for the character at position t of the continuation uses randomness keyed
+        by (seed, t), so with one seed a shorter sample is the start of a longer one.
+        """
         options = SamplingOptions(temperature, top_k, top_p, greedy)
         options.check(len(self.vocab))
         if length < 0:
@@ -149,33 +158,65 @@ class Sampler:
         if not prime:
             raise ValueError("The prime must have at least one character to start from.")
         prime_ids = self.vocab.encode(prime)  # a clear error for unknown characters
-        states = self.initial_states(num_samples)
-        for char_id in prime_ids:
-            logits, states = self.step(np.full((num_samples,), char_id, np.int32), states)
-        self._generator.reset_from_seed(seed if seed is not None else _fresh_seed())
+        prime_ids = np.broadcast_to(prime_ids, (num_samples, len(prime_ids)))
+        logits, states = self._read(
+            tf.constant(prime_ids, tf.int32), self.initial_states(num_samples)
+        )
+        seed = tf.constant(seed if seed is not None else _fresh_seed(), tf.int32)
+        if options not in self._advance:
+            # tf.function would key an options object by its identity and retrace for
+            # every equal copy; keyed here by value instead.
+            advance = functools.partial(self._advance_fn, options=options)
+            self._advance[options] = tf.function(advance, jit_compile=True)
         chunks = []
-        for _ in range(-(-length // CHUNK)):  # the last chunk's surplus is dropped
-            ids, logits, states = self._advance(logits, states, options)
+        for start in range(0, length, CHUNK):  # the last chunk's surplus is dropped
+            ids, logits, states = self._advance[options](logits, states, seed, tf.constant(start))
             chunks.append(ids.numpy())
         out = np.concatenate(chunks, axis=1)[:, :length] if chunks else np.zeros((num_samples, 0))
         return [self.vocab.decode(row) for row in out]
 
-    def _advance_fn(self, logits: tf.Tensor, states: list, options: SamplingOptions):
+    def _read_fn(self, ids: tf.Tensor, states: list) -> tuple[tf.Tensor, list]:
+        """Steps through ids (B, P), P >= 1: the logits after the last one, and the states."""
+        logits, states = self._step_fn(ids[:, 0], states)
+
+        def body(t: tf.Tensor, logits: tf.Tensor, states: list) -> tuple:
+            return (t + 1, *self._step_fn(ids[:, t], states))
+
+        _, logits, states = tf.while_loop(
+            lambda t, *_: t < tf.shape(ids)[1], body, (tf.constant(1), logits, states)
+        )
+        return logits, states
+
+    def _advance_fn(
+        self,
+        logits: tf.Tensor,
+        states: list,
+        seed: tf.Tensor,
+        start: tf.Tensor,
+        options: SamplingOptions,
+    ) -> tuple[tf.Tensor, tf.Tensor, list]:
         """CHUNK times: pick the next characters from `logits`, step the model on them.
-        One compiled call for CHUNK characters spreads the per-call cost."""
-        picked = []
-        for _ in range(CHUNK):
+        Returns the picks (B, CHUNK) for positions start, start + 1, ..., and the logits and
+        states after the last one."""
+
+        def body(t: tf.Tensor, logits: tf.Tensor, states: list, picked: tf.TensorArray) -> tuple:
             if options.greedy:
                 ids = tf.argmax(logits, axis=-1, output_type=tf.int32)
             else:
                 filtered = filter_logits(logits, options)
                 # Gumbel-max: argmax(logits + Gumbel noise) is a draw from softmax(logits).
-                uniform = self._generator.uniform(tf.shape(filtered), 1e-20, 1.0)
-                ids = tf.argmax(filtered - tf.math.log(-tf.math.log(uniform)), axis=-1)
-                ids = tf.cast(ids, tf.int32)
+                key = tf.stack([seed, start + t])
+                uniform = tf.random.stateless_uniform(tf.shape(filtered), key, 1e-20, 1.0)
+                noisy = filtered - tf.math.log(-tf.math.log(uniform))
+                ids = tf.argmax(noisy, axis=-1, output_type=tf.int32)
             logits, states = self._step_fn(ids, states)
-            picked.append(ids)
-        return tf.stack(picked, axis=1), logits, states  # (B, CHUNK)
+            return t + 1, logits, states, picked.write(t, ids)
+
+        picked = tf.TensorArray(tf.int32, size=CHUNK)
+        _, logits, states, picked = tf.while_loop(
+            lambda t, *_: t < CHUNK, body, (tf.constant(0), logits, states, picked)
+        )
+        return tf.transpose(picked.stack()), logits, states  # (B, CHUNK)
 
 
 def _only(model: keras.Model, layer_type: type, what: str) -> keras.layers.Layer:
