@@ -13,6 +13,12 @@ the time loop:
     project_inputs(x)      x W + b_input for any number of leading axes (all steps at once)
     step(x_proj, states)   the recurrent half: states_{t-1} -> states_t
 
+and the recurrent half in two again, so that the layer can write backpropagation through
+time by hand (one matmul per backward step, U's gradient as one matmul after the loop):
+
+    project_state(h)                 h_{t-1} U + b_recurrent, the step's one matmul
+    combine(x_proj, h_proj, states)  everything else, element-wise, using no weights
+
 `call(inputs, states, training)` is the Keras cell contract built from those two, so every
 cell also runs inside `keras.layers.RNN`. Called that way, step by step, a cell draws a fresh
 dropout mask at every step; `unfold_rnn`'s layers draw one mask per sequence instead
@@ -42,7 +48,8 @@ class _RecurrentCell(keras.layers.Layer):
     """What the three cells share: arguments, the fused weights and the Keras cell contract.
 
     Subclasses set `gates` (how many blocks of `units` columns the kernels hold), may override
-    `_bias_shape` / `_bias_initializer` / `_input_bias`, and write `step`.
+    `_bias_shape` / `_bias_initializer` / `_input_bias` / `recurrent_weights`, and write
+    `combine` (or, for a step with more than one matmul, `step_with_gates`).
     """
 
     gates: int = 1
@@ -155,6 +162,36 @@ class _RecurrentCell(keras.layers.Layer):
     ) -> tuple[State, dict[str, tf.Tensor]]:
         """`step`, also returning the sigmoid gates' activations by name, each (B, units),
         for looking inside the network (empty for the gateless Vanilla cell)."""
+        recurrent = self.project_state(states[0], recurrent_mask)
+        return self.combine(projected, recurrent, states)
+
+    # A step is one matmul, h_{t-1} U, and element-wise work around it (`combine`). The
+    # unfolding layer's hand-written backward pass relies on that split; a cell whose step
+    # has more matmuls (GRU with reset_after=False) sets this False and overrides
+    # `step_with_gates`.
+    one_matmul_per_step: bool = True
+
+    def recurrent_weights(self) -> tuple[tf.Tensor, tf.Tensor | None]:
+        """U, and the bias added to h U (None but for GRU with reset_after)."""
+        return self.recurrent_kernel, None
+
+    def project_state(
+        self,
+        h: tf.Tensor,
+        recurrent_mask: tf.Tensor | None = None,
+        weights: tuple[tf.Tensor, tf.Tensor | None] | None = None,
+    ) -> tf.Tensor:
+        """h_{t-1} U + b_recurrent, (B, gates * units): the step's one matmul. `weights`
+        replaces `recurrent_weights()` (the unfolding layer passes tensors it differentiates)."""
+        kernel, bias = weights if weights is not None else self.recurrent_weights()
+        recurrent = tf.matmul(_masked(h, recurrent_mask), kernel)
+        return recurrent if bias is None else recurrent + bias
+
+    def combine(
+        self, projected: tf.Tensor, recurrent: tf.Tensor, states: State
+    ) -> tuple[State, dict[str, tf.Tensor]]:
+        """The element-wise rest of a step: from x_t W + b, h_{t-1} U + b_recurrent and the
+        states to the new states and the gates. Uses no weights."""
         raise NotImplementedError
 
     # -- the Keras cell contract -----------------------------------------------------------
@@ -235,14 +272,10 @@ class VanillaCell(_RecurrentCell):
         super().__init__(units, activation=activation, **kwargs)
         self.state_size = self.units
 
-    def step_with_gates(
-        self, projected: tf.Tensor, states: State, recurrent_mask: tf.Tensor | None = None
+    def combine(
+        self, projected: tf.Tensor, recurrent: tf.Tensor, states: State
     ) -> tuple[State, dict[str, tf.Tensor]]:
-        (h,) = states  # (B, H)
-        h = self.activation(
-            projected + tf.matmul(_masked(h, recurrent_mask), self.recurrent_kernel)
-        )
-        return (h,), {}
+        return (self.activation(projected + recurrent),), {}
 
 
 @keras.saving.register_keras_serializable(package="unfold_rnn")
@@ -291,26 +324,41 @@ class GRUCell(_RecurrentCell):
     def _input_bias(self) -> Any:
         return self.bias[0] if self.reset_after else self.bias
 
+    @property
+    def one_matmul_per_step(self) -> bool:  # type: ignore[override]
+        return self.reset_after
+
+    def recurrent_weights(self) -> tuple[tf.Tensor, tf.Tensor | None]:
+        bias = self.bias[1] if self.use_bias and self.reset_after else None
+        return self.recurrent_kernel, bias
+
+    def combine(
+        self, projected: tf.Tensor, recurrent: tf.Tensor, states: State
+    ) -> tuple[State, dict[str, tf.Tensor]]:
+        """reset_after=True only: `recurrent` is h_{t-1} U + bh, all three blocks."""
+        (h,) = states  # (B, H)
+        x_z, x_r, x_h = tf.split(projected, 3, axis=-1)
+        h_z, h_r, h_h = tf.split(recurrent, 3, axis=-1)
+        z = self.recurrent_activation(x_z + h_z)
+        r = self.recurrent_activation(x_r + h_r)
+        candidate = self.activation(x_h + r * h_h)
+        return (z * h + (1 - z) * candidate,), {"update": z, "reset": r}
+
     def step_with_gates(
         self, projected: tf.Tensor, states: State, recurrent_mask: tf.Tensor | None = None
     ) -> tuple[State, dict[str, tf.Tensor]]:
+        if self.reset_after:
+            return super().step_with_gates(projected, states, recurrent_mask)
+        # reset_after=False: the reset gate scales h_{t-1} before its matmul with U_h, so
+        # the step has two matmuls.
         (h,) = states  # (B, H)
         h_in = _masked(h, recurrent_mask)
         x_z, x_r, x_h = tf.split(projected, 3, axis=-1)
-        if self.reset_after:
-            recurrent = tf.matmul(h_in, self.recurrent_kernel)  # (B, 3H)
-            if self.use_bias:
-                recurrent = recurrent + self.bias[1]
-            h_z, h_r, h_h = tf.split(recurrent, 3, axis=-1)
-            z = self.recurrent_activation(x_z + h_z)
-            r = self.recurrent_activation(x_r + h_r)
-            candidate = self.activation(x_h + r * h_h)
-        else:
-            u_zr, u_h = tf.split(self.recurrent_kernel, [2 * self.units, self.units], axis=-1)
-            h_z, h_r = tf.split(tf.matmul(h_in, u_zr), 2, axis=-1)
-            z = self.recurrent_activation(x_z + h_z)
-            r = self.recurrent_activation(x_r + h_r)
-            candidate = self.activation(x_h + tf.matmul(r * h_in, u_h))
+        u_zr, u_h = tf.split(self.recurrent_kernel, [2 * self.units, self.units], axis=-1)
+        h_z, h_r = tf.split(tf.matmul(h_in, u_zr), 2, axis=-1)
+        z = self.recurrent_activation(x_z + h_z)
+        r = self.recurrent_activation(x_r + h_r)
+        candidate = self.activation(x_h + tf.matmul(r * h_in, u_h))
         h = z * h + (1 - z) * candidate
         return (h,), {"update": z, "reset": r}
 
@@ -373,11 +421,11 @@ class LSTMCell(_RecurrentCell):
 
         return forget_gate_ones
 
-    def step_with_gates(
-        self, projected: tf.Tensor, states: State, recurrent_mask: tf.Tensor | None = None
+    def combine(
+        self, projected: tf.Tensor, recurrent: tf.Tensor, states: State
     ) -> tuple[State, dict[str, tf.Tensor]]:
-        h, c = states  # (B, H) each
-        gates = projected + tf.matmul(_masked(h, recurrent_mask), self.recurrent_kernel)
+        _, c = states  # (B, H)
+        gates = projected + recurrent
         z_i, z_f, z_c, z_o = tf.split(gates, 4, axis=-1)
         i = self.recurrent_activation(z_i)
         f = self.recurrent_activation(z_f)

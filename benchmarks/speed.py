@@ -1,0 +1,202 @@
+"""Training speed of our layers against Keras's built-ins and PyTorch's, side by side.
+
+Every measurement is a character-level language model's training step, as a user writes it
+(`model.fit` with Adam; in PyTorch, the usual loop): embedding 64 -> recurrent layer(s) ->
+dense logits over 65 characters, sparse cross-entropy. Configurations:
+
+    base   batch 64, 100 steps, 256 units, 1 layer
+    wide   512 units
+    long   1,000 steps
+    2layer 2 layers (the char-LM of the README)
+
+Each system runs in its own process (so no one's thread or XLA settings touch another's),
+and the systems take turns, round after round, so that a slow spell of this shared machine
+hits all of them alike; the table gives each system's median over rounds. PyTorch is
+measured only when it is installed (it is never a dependency of the package).
+
+Systems: `ours` and `keras` are a plain `model.compile(Adam, loss)` + `model.fit`, as a user
+writes it (Keras leaves XLA off on CPU-only machines; our layers still compile their own
+time loop); `ours+xla` and `keras+xla` compile the whole step with `jit_compile=True`, as
+`build_language_model` and the `unfold-rnn` command do; `torch` is PyTorch's nn module with
+its default threads.
+
+    python benchmarks/speed.py [--rounds 2] [--configs base wide long 2layer] [--cells ...]
+    python benchmarks/speed.py --memory        # also peak memory at 1,000 steps
+
+Printed: tokens/s of each system (median over rounds), and ratios of ours to the others.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+
+CONFIGS = {
+    "base": {"batch": 64, "steps": 100, "units": 256, "layers": 1},
+    "wide": {"batch": 64, "steps": 100, "units": 512, "layers": 1},
+    "long": {"batch": 64, "steps": 1000, "units": 256, "layers": 1},
+    "2layer": {"batch": 64, "steps": 100, "units": 256, "layers": 2},
+}
+CELLS = ("vanilla", "gru", "lstm")
+EMBEDDING, VOCAB = 64, 65
+KERAS_NAMES = {"vanilla": "SimpleRNN", "gru": "GRU", "lstm": "LSTM"}
+TORCH_NAMES = {"vanilla": "RNN", "gru": "GRU", "lstm": "LSTM"}
+
+
+def rss_mb() -> float:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def measure_tf(system: str, cell: str, config: dict, batches: int) -> dict:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    import keras
+    import numpy as np
+
+    from unfold_rnn import build_language_model
+
+    jit = True if system.endswith("+xla") else "auto"
+    layer = cell if system.startswith("ours") else getattr(keras.layers, KERAS_NAMES[cell])
+    keras.utils.set_random_seed(0)
+    model = build_language_model(
+        VOCAB, layer, config["units"], config["layers"], EMBEDDING, compile=False
+    )
+    model.compile(
+        keras.optimizers.Adam(2e-3),
+        keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        jit_compile=jit,
+    )
+    rng = np.random.default_rng(0)
+    b, t = config["batch"], config["steps"]
+    ids = rng.integers(0, VOCAB, (b * batches, t + 1)).astype("int32")
+    x, y = ids[:, :-1], ids[:, 1:]
+
+    times: list[float] = []
+
+    class Clock(keras.callbacks.Callback):
+        def on_train_batch_begin(self, batch, logs=None):
+            self.start = time.perf_counter()
+
+        def on_train_batch_end(self, batch, logs=None):
+            times.append(time.perf_counter() - self.start)
+
+    before = rss_mb()
+    model.fit(x, y, batch_size=b, epochs=1, shuffle=False, verbose=0, callbacks=[Clock()])
+    return {"times": times, "memory_mb": peak_rss_mb() - before}
+
+
+def measure_torch(cell: str, config: dict, batches: int) -> dict:
+    import torch
+
+    torch.set_num_threads(os.cpu_count() or 1)
+    torch.manual_seed(0)
+    units, layers = config["units"], config["layers"]
+
+    class Model(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.embedding = torch.nn.Embedding(VOCAB, EMBEDDING)
+            rnn = getattr(torch.nn, TORCH_NAMES[cell])
+            self.rnn = rnn(EMBEDDING, units, num_layers=layers, batch_first=True)
+            self.logits = torch.nn.Linear(units, VOCAB)
+
+        def forward(self, ids):
+            return self.logits(self.rnn(self.embedding(ids))[0])
+
+    model = Model()
+    optimizer = torch.optim.Adam(model.parameters(), lr=2e-3)
+    loss_fn = torch.nn.CrossEntropyLoss()
+    b, t = config["batch"], config["steps"]
+    times = []
+    before = rss_mb()
+    for _ in range(batches):
+        ids = torch.randint(0, VOCAB, (b, t + 1))
+        start = time.perf_counter()
+        optimizer.zero_grad()
+        loss = loss_fn(model(ids[:, :-1]).reshape(-1, VOCAB), ids[:, 1:].reshape(-1))
+        loss.backward()
+        optimizer.step()
+        times.append(time.perf_counter() - start)
+    return {"times": times, "memory_mb": peak_rss_mb() - before}
+
+
+def worker(args: argparse.Namespace) -> None:
+    config = CONFIGS[args.config]
+    if args.system == "torch":
+        result = measure_torch(args.cell, config, args.batches)
+    else:
+        result = measure_tf(args.system, args.cell, config, args.batches)
+    times = result["times"][args.batches // 3 :]  # the first third warms up (tracing, XLA)
+    tokens = config["batch"] * config["steps"]
+    print(json.dumps({"tokens_per_s": tokens / statistics.median(times), **result}))
+
+
+def run(system: str, cell: str, config: str, batches: int) -> dict:
+    command = [sys.executable, __file__, "--worker", system, cell, config]
+    command += ["--batches", str(batches)]
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise SystemExit(f"{system} {cell} {config} failed:\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=2, help="turns each system takes")
+    parser.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
+    parser.add_argument("--cells", nargs="+", default=list(CELLS), choices=CELLS)
+    parser.add_argument(
+        "--batches", type=int, default=24, help="training steps per process (a third at 1,000)"
+    )
+    parser.add_argument("--memory", action="store_true", help="peak memory at 1,000 steps")
+    parser.add_argument("--worker", nargs=3, help=argparse.SUPPRESS)  # system cell config
+    args = parser.parse_args()
+    if args.worker:
+        args.system, args.cell, args.config = args.worker
+        worker(args)
+        return
+
+    systems = ["ours", "ours+xla", "keras", "keras+xla"]
+    systems += ["torch"] if importlib.util.find_spec("torch") else []
+    ratios = [("ours", "keras"), ("ours+xla", "keras"), ("ours+xla", "keras+xla")]
+    ratios += [("ours+xla", "torch")] if "torch" in systems else []
+    print(f"{args.rounds} rounds; {os.cpu_count()} CPUs; tokens/s, median over rounds")
+    header = f"{'config':7} {'cell':8}" + "".join(f"{s:>10}" for s in systems)
+    header += "".join(f"{a + '/' + b:>20}" for a, b in ratios)
+    print(header, flush=True)
+    for config in args.configs:
+        batches = args.batches // 3 if config == "long" else args.batches
+        for cell in args.cells:
+            speeds: dict[str, list[float]] = {s: [] for s in systems}
+            for _ in range(args.rounds):
+                for system in systems:
+                    speeds[system].append(run(system, cell, config, batches)["tokens_per_s"])
+            median = {s: statistics.median(v) for s, v in speeds.items()}
+            row = f"{config:7} {cell:8}" + "".join(f"{median[s]:10,.0f}" for s in systems)
+            row += "".join(f"{median[a] / median[b]:19.2f}x" for a, b in ratios)
+            print(row, flush=True)
+
+    if args.memory:
+        print("\npeak memory of training at 1,000 steps (MB above the process before fit)")
+        for cell in args.cells:
+            memory = {s: run(s, cell, "long", 4)["memory_mb"] for s in systems}
+            row = "   ".join(f"{s} {m:,.0f}" for s, m in memory.items())
+            against = "   ".join(
+                f"{s}/keras {memory[s] / memory['keras']:.2f}x" for s in ("ours", "ours+xla")
+            )
+            print(f"{cell:8} {row}   {against}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
