@@ -18,6 +18,7 @@ time by hand (one matmul per backward step, U's gradient as one matmul after the
 
     project_state(h)                 h_{t-1} U + b_recurrent, the step's one matmul
     combine(x_proj, h_proj, states)  everything else, element-wise, using no weights
+    combine_sum(z, states)           the same from z = x_proj + h_proj (Vanilla, LSTM)
 
 `call(inputs, states, training)` is the Keras cell contract built from those two, so every
 cell also runs inside `keras.layers.RNN`. Called that way, step by step, a cell draws a fresh
@@ -49,7 +50,8 @@ class _RecurrentCell(keras.layers.Layer):
 
     Subclasses set `gates` (how many blocks of `units` columns the kernels hold), may override
     `_bias_shape` / `_bias_initializer` / `_input_bias` / `recurrent_weights`, and write
-    `combine` (or, for a step with more than one matmul, `step_with_gates`).
+    `combine_sum` (or `combine`, setting `adds_projections = False`; or, for a step with more
+    than one matmul, `step_with_gates`).
     """
 
     gates: int = 1
@@ -170,6 +172,9 @@ class _RecurrentCell(keras.layers.Layer):
     # has more matmuls (GRU with reset_after=False) sets this False and overrides
     # `step_with_gates`.
     one_matmul_per_step: bool = True
+    # Whether `combine` uses x_t W + b and h_{t-1} U only through their sum (so both have the
+    # same gradient, which the backward pass then computes and keeps once).
+    adds_projections: bool = True
 
     def recurrent_weights(self) -> tuple[tf.Tensor, tf.Tensor | None]:
         """U, and the bias added to h U (None but for GRU with reset_after)."""
@@ -192,6 +197,11 @@ class _RecurrentCell(keras.layers.Layer):
     ) -> tuple[State, dict[str, tf.Tensor]]:
         """The element-wise rest of a step: from x_t W + b, h_{t-1} U + b_recurrent and the
         states to the new states and the gates. Uses no weights."""
+        return self.combine_sum(projected + recurrent, states)
+
+    def combine_sum(self, z: tf.Tensor, states: State) -> tuple[State, dict[str, tf.Tensor]]:
+        """`combine` for cells that use the two projections only through their sum
+        z = x_t W + b + h_{t-1} U (`adds_projections`)."""
         raise NotImplementedError
 
     # -- the Keras cell contract -----------------------------------------------------------
@@ -272,10 +282,8 @@ class VanillaCell(_RecurrentCell):
         super().__init__(units, activation=activation, **kwargs)
         self.state_size = self.units
 
-    def combine(
-        self, projected: tf.Tensor, recurrent: tf.Tensor, states: State
-    ) -> tuple[State, dict[str, tf.Tensor]]:
-        return (self.activation(projected + recurrent),), {}
+    def combine_sum(self, z: tf.Tensor, states: State) -> tuple[State, dict[str, tf.Tensor]]:
+        return (self.activation(z),), {}
 
 
 @keras.saving.register_keras_serializable(package="unfold_rnn")
@@ -323,6 +331,8 @@ class GRUCell(_RecurrentCell):
 
     def _input_bias(self) -> Any:
         return self.bias[0] if self.reset_after else self.bias
+
+    adds_projections = False  # the reset gate multiplies h U's candidate block alone
 
     @property
     def one_matmul_per_step(self) -> bool:  # type: ignore[override]
@@ -421,12 +431,9 @@ class LSTMCell(_RecurrentCell):
 
         return forget_gate_ones
 
-    def combine(
-        self, projected: tf.Tensor, recurrent: tf.Tensor, states: State
-    ) -> tuple[State, dict[str, tf.Tensor]]:
+    def combine_sum(self, z: tf.Tensor, states: State) -> tuple[State, dict[str, tf.Tensor]]:
         _, c = states  # (B, H)
-        gates = projected + recurrent
-        z_i, z_f, z_c, z_o = tf.split(gates, 4, axis=-1)
+        z_i, z_f, z_c, z_o = tf.split(z, 4, axis=-1)
         i = self.recurrent_activation(z_i)
         f = self.recurrent_activation(z_f)
         candidate = self.activation(z_c)

@@ -82,8 +82,9 @@ def _scan_with_bptt(
     """`_scan` over `cell.step`, with backpropagation through time written by hand.
 
     The forward pass is the same scan; it also keeps r_t = (h_{t-1} * m) U + b', the step's
-    one matmul (m: the recurrent dropout mask, b': GRU's recurrent bias). Going back, with
-    g_t the gradient reaching the states at step t,
+    one matmul (m: the recurrent dropout mask, b': GRU's recurrent bias), or for cells that
+    only use the sum z_t = x_t W + b + r_t, z_t. Going back, with g_t the gradient reaching
+    the states at step t,
 
         for t = T-1 .. 0:                     (a reverse tf.scan)
             dp_t, dr_t, ds = VJP of cell.combine at step t, applied to g_t + ds
@@ -92,7 +93,7 @@ def _scan_with_bptt(
         db' = sum_t dr_t
 
     Autodiff through tf.scan instead computes dU at every step and keeps every intermediate
-    of the step; this keeps r_t only and recomputes the element-wise rest. The numbers are
+    of the step; this keeps r_t (or z_t) only and recomputes the element-wise rest. The numbers are
     the same (tests compare both against Keras's layers).
     """
     kernel, bias = cell.recurrent_weights()
@@ -103,6 +104,10 @@ def _scan_with_bptt(
     def recurrent_input(h: tf.Tensor) -> tf.Tensor:
         return h if recurrent_mask is None else h * recurrent_mask
 
+    # Vanilla and LSTM use x W and h U only through their sum z: the forward pass keeps z_t
+    # (and `projected` can be freed), and the backward pass has dp_t = dr_t = dz_t.
+    adds = cell.adds_projections
+
     @tf.custom_gradient
     def loop(projected, *args):
         states0, weights = tuple(args[:count]), args[count:]
@@ -112,49 +117,65 @@ def _scan_with_bptt(
             states, p_t = carry[:count], elems[0]
             keep_t = elems[1] if mask is not None else None
             r_t = cell.project_state(states[0], recurrent_mask, projection)
-            new_states, _ = cell.combine(p_t, r_t, states)
-            return (*_keep_where(keep_t, new_states, states), r_t)
+            if adds:
+                saved_t = p_t + r_t
+                new_states, _ = cell.combine_sum(saved_t, states)
+            else:
+                saved_t = r_t
+                new_states, _ = cell.combine(p_t, r_t, states)
+            return (*_keep_where(keep_t, new_states, states), saved_t)
 
         with_mask = () if mask is None else (mask,)
         out = tf.scan(forward, (projected, *with_mask), (*states0, tf.zeros_like(projected[0])))
-        all_states, recurrent = out[:count], out[count]
+        all_states, saved = out[:count], out[count]  # saved: z_t if adds, else r_t
+        given_projected = () if adds else (projected,)
 
         def grad(*upstream):
-            upstream = [
-                tf.zeros_like(s) if g is None else g
-                for g, s in zip(upstream, all_states, strict=True)
-            ]
+            # States whose sequence reaches the loss (often only h does): the others get no
+            # zero-filled (T, B, size) gradient.
+            given = [i for i, g in enumerate(upstream) if g is not None]
+            upstream = [upstream[i] for i in given]
             previous = [
                 tf.concat([s0[None], s[:-1]], axis=0)
                 for s0, s in zip(states0, all_states, strict=True)
             ]  # states_{t-1}, each (T, B, size)
 
             def backward(carry, elems):
-                p_t, r_t, prev_t, g_t = elems[:4]
-                keep_t = elems[4] if mask is not None else None
-                ds = [c + g for c, g in zip(carry[:count], g_t, strict=True)]
+                p_t = () if adds else elems[0]
+                saved_t, prev_t, g_t, *keep = elems[len(given_projected) :]
+                keep_t = keep[0] if keep else None
+                ds = list(carry[:count])
+                for i, g in zip(given, g_t, strict=True):
+                    ds[i] = ds[i] + g
+                sources = [saved_t, *prev_t] + ([] if adds else [p_t])
                 with tf.GradientTape() as tape:
-                    tape.watch([p_t, r_t, *prev_t])
-                    new_states, _ = cell.combine(p_t, r_t, tuple(prev_t))
+                    tape.watch(sources)
+                    if adds:
+                        new_states, _ = cell.combine_sum(saved_t, tuple(prev_t))
+                    else:
+                        new_states, _ = cell.combine(p_t, saved_t, tuple(prev_t))
                     new_states = _keep_where(keep_t, new_states, prev_t)
-                dp_t, dr_t, *dprev = tape.gradient(
+                dr_t, *dprev = tape.gradient(
                     new_states,
-                    [p_t, r_t, *prev_t],
+                    sources,
                     output_gradients=ds,
                     unconnected_gradients=tf.UnconnectedGradients.ZERO,
                 )
+                dp_t = () if adds else dprev.pop()
                 dh = tf.matmul(dr_t, projection[0], transpose_b=True)  # (B, H)
                 dprev[0] = dprev[0] + recurrent_input(dh)
-                return (*dprev, dp_t, dr_t)
+                return (*dprev, dr_t, dp_t)
 
             zeros = tuple(tf.zeros_like(s) for s in states0)
+            zero_dp = () if adds else tf.zeros_like(saved[0])
             out = tf.scan(
                 backward,
-                (projected, recurrent, previous, upstream, *with_mask),
-                (*zeros, tf.zeros_like(projected[0]), tf.zeros_like(recurrent[0])),
+                (*given_projected, saved, previous, upstream, *with_mask),
+                (*zeros, tf.zeros_like(saved[0]), zero_dp),
                 reverse=True,
             )
-            d_projected, d_recurrent = out[count], out[count + 1]  # (T, B, G) each
+            d_recurrent = out[count]  # (T, B, G)
+            d_projected = d_recurrent if adds else out[count + 1]
             d_initial = [d[0] for d in out[:count]]  # what reaches states_{-1}
             h_in = recurrent_input(previous[0])  # (T, B, H)
             d_weights = [tf.tensordot(h_in, d_recurrent, axes=[[0, 1], [0, 1]])]
