@@ -31,7 +31,7 @@ import keras
 import tensorflow as tf
 
 from unfold_rnn import _checks
-from unfold_rnn.cells import GRUCell, LSTMCell, VanillaCell, state_sizes
+from unfold_rnn.cells import GRUCell, LSTMCell, VanillaCell, _masked, state_sizes
 
 # Keras arguments that only matter to cuDNN or to Keras's own loop. Old scripts pass them, so
 # they are accepted; our loop is always `tf.scan`, never unrolled, never cuDNN.
@@ -101,12 +101,15 @@ def _scan_with_bptt(
     weights = [tf.cast(kernel, dtype)] + ([] if bias is None else [tf.cast(bias, dtype)])
     count = len(initial_states)
 
-    def recurrent_input(h: tf.Tensor) -> tf.Tensor:
-        return h if recurrent_mask is None else h * recurrent_mask
-
     # Vanilla and LSTM use x W and h U only through their sum z: the forward pass keeps z_t
     # (and `projected` can be freed), and the backward pass has dp_t = dr_t = dz_t.
     adds = cell.adds_projections
+
+    def rest_of_step(p_t: Any, saved_t: tf.Tensor, states: tuple) -> tuple:
+        """The step after its matmul, from the saved z_t (adds) or from p_t and r_t."""
+        if adds:
+            return cell.combine_sum(saved_t, states)[0]
+        return cell.combine(p_t, saved_t, states)[0]
 
     @tf.custom_gradient
     def loop(projected, *args):
@@ -117,12 +120,8 @@ def _scan_with_bptt(
             states, p_t = carry[:count], elems[0]
             keep_t = elems[1] if mask is not None else None
             r_t = cell.project_state(states[0], recurrent_mask, projection)
-            if adds:
-                saved_t = p_t + r_t
-                new_states, _ = cell.combine_sum(saved_t, states)
-            else:
-                saved_t = r_t
-                new_states, _ = cell.combine(p_t, r_t, states)
+            saved_t = p_t + r_t if adds else r_t
+            new_states = rest_of_step(p_t, saved_t, states)
             return (*_keep_where(keep_t, new_states, states), saved_t)
 
         with_mask = () if mask is None else (mask,)
@@ -150,10 +149,7 @@ def _scan_with_bptt(
                 sources = [saved_t, *prev_t] + ([] if adds else [p_t])
                 with tf.GradientTape() as tape:
                     tape.watch(sources)
-                    if adds:
-                        new_states, _ = cell.combine_sum(saved_t, tuple(prev_t))
-                    else:
-                        new_states, _ = cell.combine(p_t, saved_t, tuple(prev_t))
+                    new_states = rest_of_step(p_t, saved_t, tuple(prev_t))
                     new_states = _keep_where(keep_t, new_states, prev_t)
                 dr_t, *dprev = tape.gradient(
                     new_states,
@@ -163,7 +159,7 @@ def _scan_with_bptt(
                 )
                 dp_t = () if adds else dprev.pop()
                 dh = tf.matmul(dr_t, projection[0], transpose_b=True)  # (B, H)
-                dprev[0] = dprev[0] + recurrent_input(dh)
+                dprev[0] = dprev[0] + _masked(dh, recurrent_mask)
                 return (*dprev, dr_t, dp_t)
 
             zeros = tuple(tf.zeros_like(s) for s in states0)
@@ -177,7 +173,7 @@ def _scan_with_bptt(
             d_recurrent = out[count]  # (T, B, G)
             d_projected = d_recurrent if adds else out[count + 1]
             d_initial = [d[0] for d in out[:count]]  # what reaches states_{-1}
-            h_in = recurrent_input(previous[0])  # (T, B, H)
+            h_in = _masked(previous[0], recurrent_mask)  # (T, B, H)
             d_weights = [tf.tensordot(h_in, d_recurrent, axes=[[0, 1], [0, 1]])]
             if len(weights) > 1:
                 d_weights.append(tf.reduce_sum(d_recurrent, axis=[0, 1]))
