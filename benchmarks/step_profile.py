@@ -26,13 +26,13 @@ import numpy as np
 import tensorflow as tf
 
 import unfold_rnn
+from unfold_rnn.models import CELLS
 
 KERAS_LAYERS = {
     "vanilla": keras.layers.SimpleRNN,
     "gru": keras.layers.GRU,
     "lstm": keras.layers.LSTM,
 }
-OURS = {"vanilla": unfold_rnn.VanillaRNN, "gru": unfold_rnn.GRU, "lstm": unfold_rnn.LSTM}
 BATCH, STEPS, EMBEDDING, VOCAB = 64, 100, 64, 65
 
 
@@ -84,12 +84,12 @@ def profile(layer_class: type, units: int, repeats: int, jit: bool) -> dict[str,
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--cell", default="lstm", choices=list(OURS))
+    parser.add_argument("--cell", default="lstm", choices=list(CELLS))
     parser.add_argument("--units", type=int, default=256)
     parser.add_argument("--repeats", type=int, default=30)
     args = parser.parse_args()
     rows = {
-        "ours (XLA)": profile(OURS[args.cell], args.units, args.repeats, jit=True),
+        "ours (XLA)": profile(CELLS[args.cell], args.units, args.repeats, jit=True),
         "keras (XLA)": profile(KERAS_LAYERS[args.cell], args.units, args.repeats, jit=True),
         "keras (plain)": profile(KERAS_LAYERS[args.cell], args.units, args.repeats, jit=False),
     }
