@@ -4,7 +4,7 @@ loop is `tf.scan`, drop-in beside `keras.layers.SimpleRNN`, `GRU` and `LSTM`."""
 import os as _os
 import sys as _sys
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 if _os.path.basename(_sys.argv[0]) == "unfold-rnn" or _sys.argv[:1] == ["-m"]:
     from unfold_rnn._quiet import import_tensorflow_quietly

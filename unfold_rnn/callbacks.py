@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import signal
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -29,16 +30,21 @@ class TimeBudget(keras.callbacks.Callback):
 
     Args:
         seconds: the training time allowed; None never stops (it only records).
+        elapsed: training seconds already spent (by the run this one resumes).
     """
 
-    def __init__(self, seconds: float | None) -> None:
+    def __init__(self, seconds: float | None, elapsed: float = 0.0) -> None:
         super().__init__()
         if seconds is not None and seconds <= 0:
             raise ValueError(f"The time budget must be positive; got {seconds!r} seconds.")
         self.seconds = seconds
-        self.elapsed = 0.0
+        self.elapsed = elapsed  # as of the last epoch's end
         self.history: list[tuple[float, dict[str, float]]] = []
         self._started = self._last_batch_end = 0.0
+
+    def training_seconds(self) -> float:
+        """Training time so far, the current epoch's steps included."""
+        return self.elapsed + max(0.0, self._last_batch_end - self._started)
 
     def on_epoch_begin(self, epoch: int, logs: Any = None) -> None:
         self._started = self._last_batch_end = time.perf_counter()
@@ -196,30 +202,105 @@ class HParams(_Summaries):
             hp.hparams(self.hparams, trial_id=Path(self._writer_dir).parent.name)
 
 
-class RunCheckpoints(keras.callbacks.Callback):
-    """At each epoch's end: the model and optimizer to `checkpoint/last.keras`, then the
-    epoch to `checkpoint/state.json`, and the model to `model.keras` when its validation loss
-    is the best so far; all written atomically. A non-finite loss stops training instead,
-    keeping the last good files."""
+class Stopped(Exception):  # noqa: N818 - a way out of fit, not an error
+    """Training stopped before its end, with the run saved as far as it is good."""
 
-    def __init__(self, run_dir: str | Path, state: runs.State) -> None:
+    def __init__(self, message: str, signal_number: int | None = None) -> None:
+        super().__init__(message)
+        self.signal_number = signal_number  # when a signal asked for the stop
+
+
+class RunCheckpoints(keras.callbacks.Callback):
+    """Keeps the run resumable, whatever ends it (`runs.save_checkpoint` says how).
+
+    - A checkpoint every `every` training steps (0: none between epochs) and at each epoch's
+      end, and `model.keras` at an epoch's end when the validation loss is the best so far.
+    - After `request_stop()` (signal handlers call it), a checkpoint at the next step's end
+      (at the epoch's end if that was its last step), then `Stopped` is raised: nothing done
+      is lost, and no part-epoch is validated.
+    - A loss that is not finite raises `Stopped` at once, keeping the last good files.
+
+    `Stopped` leaves `fit` without its `on_train_end`; whoever catches it calls that.
+
+    Args:
+        run_dir: the run directory.
+        state: the run's state as of its last checkpoint; updated with each new one.
+        every: training steps between checkpoints within an epoch.
+        clock: training seconds so far, recorded in the state (`TimeBudget.training_seconds`).
+    """
+
+    def __init__(
+        self,
+        run_dir: str | Path,
+        state: runs.State,
+        every: int = 0,
+        clock: Callable[[], float] | None = None,
+    ) -> None:
         super().__init__()
-        self.run_dir, self.state = Path(run_dir), state
-        self.diverged_at: int | None = None
+        self.run_dir, self.state, self.every, self.clock = Path(run_dir), state, every, clock
+        self.step = state.step  # training steps completed, saved or not
+        self.stop_signal: int | None = None
+
+    def request_stop(self, signal_number: int) -> None:
+        self.stop_signal = signal_number
+
+    def on_train_batch_end(self, batch: int, logs: Any = None) -> None:
+        self.step += 1
+        loss = (logs or {}).get("loss")
+        if loss is not None and not math.isfinite(float(loss)):
+            raise Stopped(
+                f"the training loss was not finite at step {self.step} (epoch "
+                f"{self.state.epoch + 1}); training stopped, and the run is kept as it was "
+                f"at step {self.state.step}"
+            )
+        if batch + 1 == self.params.get("steps"):
+            return  # the epoch's last step: its end saves (and stops, if asked to)
+        if self.stop_signal is not None:
+            self._save()
+            raise Stopped(self._stop_message(), self.stop_signal)
+        if self.every and self.step % self.every == 0:
+            self._save()
 
     def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
         logs = logs or {}
         loss = logs.get("val_loss", logs.get("loss"))
         if loss is None or not math.isfinite(loss):
-            self.diverged_at = epoch + 1
-            self.model.stop_training = True
-            return
-        runs.save_model(self.model, self.run_dir / runs.LAST)
-        if self.state.best_val_loss is None or loss < self.state.best_val_loss:
+            raise Stopped(
+                f"the {'validation ' if 'val_loss' in logs else ''}loss was not finite after "
+                f"epoch {epoch + 1}; training stopped, and the run is kept as it was at step "
+                f"{self.state.step}"
+            )
+        self._save(epochs_done=epoch + 1, val_loss=loss)
+        if self.stop_signal is not None:
+            raise Stopped(self._stop_message(), self.stop_signal)
+
+    def _check_weights(self) -> None:
+        """A step's loss is computed before its update: the update can still have made the
+        weights non-finite (an overflowing gradient). Such weights are never saved."""
+        if not all(np.isfinite(w).all() for w in self.model.get_weights()):
+            raise Stopped(
+                f"the weights were not finite after step {self.step}; training stopped, and "
+                f"the run is kept as it was at step {self.state.step}"
+            )
+
+    def _save(self, epochs_done: int | None = None, val_loss: float | None = None) -> None:
+        """A checkpoint; at an epoch's end also `model.keras` if `val_loss` is the best."""
+        self._check_weights()
+        if epochs_done is not None:
+            self.state.epoch = epochs_done
+        if val_loss is not None and (
+            self.state.best_val_loss is None or val_loss < self.state.best_val_loss
+        ):
             runs.save_model(self.model, self.run_dir / runs.MODEL)
-            self.state.best_val_loss = float(loss)
-        self.state.epoch = epoch + 1
-        runs.write_state(self.run_dir, self.state)
+            self.state.best_val_loss = float(val_loss)
+        self.state.step = self.step
+        if self.clock is not None:
+            self.state.training_seconds = self.clock()
+        runs.save_checkpoint(self.run_dir, self.model, self.state)
+
+    def _stop_message(self) -> str:
+        name = signal.Signals(self.stop_signal).name if self.stop_signal else "a request"
+        return f"stopped by {name} after step {self.step}, and saved"
 
 
 class StopWhenConfident(keras.callbacks.Callback):

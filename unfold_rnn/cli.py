@@ -40,8 +40,20 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
     def run_options(p: argparse.ArgumentParser) -> None:
+        p.add_argument(
+            "--checkpoint-every",
+            type=int,
+            default=0,
+            help="training steps between checkpoints (default: 0, at each epoch's end only); "
+            "Ctrl-C and SIGTERM always save before stopping",
+        )
         p.add_argument("--logdir", default="logs", help="where runs are kept (default: logs)")
         p.add_argument("--run-name", help="the run's directory name (default: kind-cell-time)")
+        p.add_argument(
+            "--resume",
+            action="store_true",
+            help="continue the run --run-name from its last checkpoint, as it was configured",
+        )
 
     train_lm = commands.add_parser(
         "train-lm",
@@ -67,9 +79,6 @@ def _parser() -> argparse.ArgumentParser:
     ]:
         train_lm.add_argument(flag, type=kind, default=value, help=f"{text} (default: {value})")
     run_options(train_lm)
-    train_lm.add_argument(
-        "--resume", action="store_true", help="continue the run --run-name from its last epoch"
-    )
 
     train_add = commands.add_parser(
         "train-addition",
@@ -128,46 +137,76 @@ def _verbosity() -> int:
     return 1 if sys.stdout.isatty() else 2  # progress bars on a terminal, a line per epoch else
 
 
-def _train_lm(args: argparse.Namespace) -> None:
+def _check_resume_options(args: argparse.Namespace, config_class: type) -> None:
+    """`--resume` continues a run as it was configured: options that would change it are an
+    error, not silently ignored."""
+    if not args.resume:
+        return
+    defaults = config_class()
+    given = [
+        f"--{field.name.replace('_', '-')}"
+        for field in dataclasses.fields(config_class)
+        if field.name in vars(args) and getattr(args, field.name) != getattr(defaults, field.name)
+    ]
+    if given:
+        raise ValueError(
+            f"--resume continues the run with its own configuration; drop {', '.join(given)} "
+            "(or start a new run with them)."
+        )
+
+
+def _train(args: argparse.Namespace, config_class: type, train: Any) -> Any:
+    _check_resume_options(args, config_class)
+    config = _config_from(args, config_class)
+    return train(config, args.logdir, args.run_name, args.resume, _verbosity())
+
+
+def _train_lm(args: argparse.Namespace) -> int:
     from unfold_rnn.config import LanguageModelConfig
     from unfold_rnn.training import train_language_model
 
-    config = _config_from(args, LanguageModelConfig)
-    result = train_language_model(config, args.logdir, args.run_name, args.resume, _verbosity())
-    _report_run(result, f"unfold-rnn sample {result.run_dir}")
+    result = _train(args, LanguageModelConfig, train_language_model)
     if result.best_val_loss is not None:
         nats = result.best_val_loss
         print(
             f"Best validation loss: {nats:.4f} nats/char, {nats / math.log(2):.4f} bits/char, "
             f"perplexity {math.exp(nats):.2f}."
         )
+    return _report_run(args, result, f"unfold-rnn sample {result.run_dir}")
 
 
-def _train_addition(args: argparse.Namespace) -> None:
+def _train_addition(args: argparse.Namespace) -> int:
     from unfold_rnn.config import AdditionConfig
     from unfold_rnn.training import train_binary_addition
 
-    config = _config_from(args, AdditionConfig)
-    result = train_binary_addition(config, args.logdir, args.run_name, _verbosity())
+    result = _train(args, AdditionConfig, train_binary_addition)
     for bits, report in result.report.items():
         print(f"{bits}-bit sums: {report['sum_accuracy']:.1%} of 1,000 right, e.g.")
         for a, b, predicted, truth in report["examples"]:
             mark = "✓" if predicted == truth else f"✗ (true sum {truth})"
             print(f"    {a} + {b} = {predicted} {mark}")
-    _report_run(result, None)
+    return _report_run(args, result, None)
 
 
-def _report_run(result, how_to_sample: str | None) -> None:
-    if result.diverged_at is not None:
+def _report_run(args: argparse.Namespace, result: Any, how_to_sample: str | None) -> int:
+    """Where the run is and what to do next. The exit status: 128 + the signal's number for
+    a run a signal stopped (saved, resumable), 1 for one that diverged, else 0."""
+    print(f"Run: {result.run_dir} ({result.epochs} epochs, {result.step} steps).")
+    print(f"Watch it: tensorboard --logdir {result.run_dir.parent}")
+    if result.signal_number is not None:
+        run = f"--logdir {result.run_dir.parent} --run-name {result.run_dir.name}"
         print(
-            f"Stopped: the loss was not finite at epoch {result.diverged_at}. The last good "
-            f"model is kept in {result.run_dir}; try a lower --lr.",
+            f"unfold-rnn {args.command}: {result.stopped}. Continue it: "
+            f"unfold-rnn {args.command} {run} --resume",
             file=sys.stderr,
         )
-    print(f"Run: {result.run_dir} ({result.epochs} epochs).")
-    print(f"Watch it: tensorboard --logdir {result.run_dir.parent}")
+        return 128 + result.signal_number
+    if result.stopped is not None:
+        print(f"unfold-rnn {args.command}: {result.stopped}; try a lower --lr.", file=sys.stderr)
+        return 1
     if how_to_sample:
         print(f"Sample from it: {how_to_sample}")
+    return 0
 
 
 def _sample(args: argparse.Namespace) -> None:
@@ -230,12 +269,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 0
     try:
-        COMMANDS[args.command](args)
+        return COMMANDS[args.command](args) or 0
     except (ValueError, OSError) as error:
         message = str(error).strip().splitlines()[0] if str(error).strip() else repr(error)
         print(f"unfold-rnn {args.command}: error: {message}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        print(f"unfold-rnn {args.command}: interrupted", file=sys.stderr)
+        saved = " (the run keeps its last checkpoint; --resume continues it)"
+        print(
+            f"unfold-rnn {args.command}: interrupted{saved if 'resume' in args else ''}",
+            file=sys.stderr,
+        )
         return 130
-    return 0

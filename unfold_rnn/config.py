@@ -36,6 +36,7 @@ class LanguageModelConfig:
     val_fraction: float = 0.1  # the text's end kept for validation
     seed: int = 0  # data order and initial weights
     sample_every: int = 1  # epochs between text samples logged to TensorBoard
+    checkpoint_every: int = 0  # training steps between checkpoints; 0: at epochs' ends only
 
     def check(self) -> None:
         for name in ("units", "layers", "embedding_dim", "seq_len", "batch_size", "epochs"):
@@ -63,6 +64,7 @@ class AdditionConfig:
     lr: float = 1e-2  # Adam's learning rate
     time_budget: float | None = 60.0  # stop after this many seconds of training
     seed: int = 0
+    checkpoint_every: int = 0  # training steps between checkpoints; 0: at epochs' ends only
 
     def check(self) -> None:
         for name in ("units", "epochs", "problems_per_epoch", "batch_size"):
@@ -81,6 +83,9 @@ def _check_common(config: Any) -> None:
         raise ValueError(f"The learning rate must be > 0; got {config.lr}.")
     if config.time_budget is not None and not config.time_budget > 0:
         raise ValueError(f"The time budget must be > 0 seconds; got {config.time_budget}.")
+    every = config.checkpoint_every
+    if isinstance(every, bool) or not isinstance(every, int) or every < 0:
+        raise ValueError(f"`checkpoint-every` must be a whole number >= 0; got {every!r}.")
 
 
 CONFIGS = {c.kind: c for c in (LanguageModelConfig, AdditionConfig)}

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import os
 import sysconfig
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -207,6 +207,8 @@ class TextData:
         train: endless batches of (inputs, targets), each (batch_size, seq_len) int32;
             targets are the inputs shifted by one character.
         validation: the validation part's windows, once each, in order (None without one).
+        train_from: `train_from(b)` is the training stream started at batch b (`train` is
+            `train_from(skip_batches)`): how a resumed run continues where it stopped.
         steps_per_epoch: training batches that make one pass over the training characters.
         train_chars, validation_chars: how many characters each part holds.
     """
@@ -214,6 +216,7 @@ class TextData:
     vocab: CharVocab
     train: tf.data.Dataset
     validation: tf.data.Dataset | None
+    train_from: Callable[[int], tf.data.Dataset]
     steps_per_epoch: int
     train_chars: int
     validation_chars: int
@@ -268,12 +271,17 @@ def text_data(
             f"characters, shorter than one window of {window}. Use a longer text, a larger "
             "validation fraction, or a smaller --seq-len."
         )
+
+    def train_from(batch: int) -> tf.data.Dataset:
+        return _random_windows(train_ids, seq_len, batch_size, seed, batch)
+
     return TextData(
         vocab=vocab,
-        train=_random_windows(train_ids, seq_len, batch_size, seed, skip_batches),
+        train=train_from(skip_batches),
         validation=_consecutive_windows(validation_ids, seq_len, batch_size)
         if val_fraction > 0
         else None,
+        train_from=train_from,
         steps_per_epoch=max(1, len(train_ids) // (seq_len * batch_size)),
         train_chars=len(train_ids),
         validation_chars=len(validation_ids),

@@ -4,9 +4,15 @@ need, nothing they must guess. Every file is written atomically.
     config.json           the run's configuration, its kind and the package version
     vocab.json            the characters (language models)
     model.keras           the best model so far, by validation loss
-    checkpoint/last.keras the model and optimizer after the last completed epoch
-    checkpoint/state.json that epoch, the best validation loss, whether the run finished
+    checkpoint/step-N.keras  the model and optimizer after training step N (the last saved)
+    checkpoint/state.json where the run stands: the step and epoch of that checkpoint, the
+                          random generators' states, the best validation loss, training
+                          time, whether the run finished
     train/, validation/   TensorBoard event files
+
+A checkpoint is committed by writing `state.json`, which names its model file: the model file
+is written first under a new name, and older ones are removed only after. A crash at any
+moment leaves the previous checkpoint or the new one, whole, never a mix.
 """
 
 from __future__ import annotations
@@ -14,18 +20,20 @@ from __future__ import annotations
 import json
 import time
 import zipfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import keras
+import numpy as np
 
 from unfold_rnn import config as config_lib
 from unfold_rnn._files import write_atomically, write_text_atomically
 from unfold_rnn.data import CharVocab
 
 CONFIG, VOCAB, MODEL = "config.json", "vocab.json", "model.keras"
-LAST, STATE = "checkpoint/last.keras", "checkpoint/state.json"
+CHECKPOINTS = "checkpoint"
+STATE = f"{CHECKPOINTS}/state.json"
 
 
 def default_run_name(config: Any) -> str:
@@ -36,7 +44,7 @@ def default_run_name(config: Any) -> str:
 def new_run_dir(logdir: str | Path, run_name: str | None, config: Any) -> Path:
     """Where a new run will live; an error if a run is there already (never overwritten)."""
     run_dir = Path(logdir) / (run_name or default_run_name(config))
-    if run_dir.exists() and any(run_dir.iterdir()):
+    if run_dir.exists() and any(_holds_more_than_a_start(entry) for entry in run_dir.iterdir()):
         raise ValueError(
             f"{run_dir} already holds a run. Continue it with --resume, or choose another "
             "--run-name."
@@ -44,9 +52,20 @@ def new_run_dir(logdir: str | Path, run_name: str | None, config: Any) -> Path:
     return run_dir
 
 
-def create(run_dir: Path, config: Any) -> Path:
-    """Make the run directory from `new_run_dir`, holding `config.json`."""
-    (run_dir / "checkpoint").mkdir(parents=True, exist_ok=True)
+def _holds_more_than_a_start(entry: Path) -> bool:
+    """Whether `entry` of a directory is more than what `create` makes before `config.json`
+    (a run killed then can be started again in the same place)."""
+    if entry.name == CHECKPOINTS:
+        return any(entry.iterdir())
+    return entry.name != VOCAB and not (entry.name.startswith(".") and ".tmp" in entry.name)
+
+
+def create(run_dir: Path, config: Any, vocab: CharVocab | None = None) -> Path:
+    """Make the run directory from `new_run_dir`: the vocabulary, if any, then `config.json`
+    last, so that a directory with a configuration is a whole run."""
+    (run_dir / CHECKPOINTS).mkdir(parents=True, exist_ok=True)
+    if vocab is not None:
+        vocab.save(run_dir / VOCAB)
     write_text_atomically(run_dir / CONFIG, config_lib.to_json(config))
     return run_dir
 
@@ -95,10 +114,14 @@ def save_model(model: keras.Model, path: str | Path) -> None:
 
 @dataclass
 class State:
-    """Where a run stands: epochs completed, the best validation loss, and whether it ended."""
+    """Where a run stands, as of its last checkpoint."""
 
-    epoch: int = 0
+    epoch: int = 0  # epochs completed
+    step: int = 0  # training steps (batches) completed, over all epochs
+    checkpoint: str | None = None  # the model file in checkpoint/ saved at `step`
+    random_states: list[list[int]] = field(default_factory=list)  # the model's generators
     best_val_loss: float | None = None
+    training_seconds: float = 0.0  # time spent training, validation left out
     finished: bool = False
 
 
@@ -108,9 +131,46 @@ def read_state(run_dir: str | Path) -> State:
         return State()
     try:
         return State(**json.loads(path.read_text(encoding="utf-8")))
-    except (ValueError, TypeError) as error:
+    except (ValueError, TypeError, UnicodeDecodeError) as error:
         raise ValueError(f"Cannot use {path}: {error}.") from None
 
 
 def write_state(run_dir: str | Path, state: State) -> None:
     write_text_atomically(Path(run_dir) / STATE, json.dumps(state.__dict__) + "\n")
+
+
+def _random_generators(model: keras.Model) -> list[keras.Variable]:
+    """The state of each of the model's random generators (Dropout's masks). A `.keras` file
+    does not keep them; the checkpoint does, so a resumed run draws the masks it would have."""
+    return [v for v in model.variables if v.name == "seed_generator_state"]
+
+
+def save_checkpoint(run_dir: str | Path, model: keras.Model, state: State) -> None:
+    """Save the model and its optimizer as they are after `state.step` steps, then commit
+    `state` naming that file; then remove older checkpoints (and any left half-written)."""
+    folder = Path(run_dir) / CHECKPOINTS
+    name = f"step-{state.step:09d}.keras"
+    if state.checkpoint != name or not (folder / name).is_file():
+        save_model(model, folder / name)
+    state.checkpoint = name
+    state.random_states = [v.numpy().tolist() for v in _random_generators(model)]
+    write_state(run_dir, state)
+    for old in folder.glob("*.keras"):
+        if old.name != name:
+            old.unlink(missing_ok=True)
+
+
+def load_checkpoint(run_dir: str | Path, state: State) -> keras.Model:
+    """The model and optimizer of the run's checkpoint, random generators restored."""
+    if state.checkpoint is None:
+        raise ValueError(f"{run_dir} has no checkpoint to resume from.")
+    model = load_model(Path(run_dir) / CHECKPOINTS / state.checkpoint)
+    generators = _random_generators(model)
+    if len(generators) != len(state.random_states):
+        raise ValueError(
+            f"{Path(run_dir) / STATE} records {len(state.random_states)} random generators, "
+            f"but its model has {len(generators)}: the checkpoint is not this run's."
+        )
+    for variable, value in zip(generators, state.random_states, strict=True):
+        variable.assign(np.array(value, dtype=variable.dtype))
+    return model

@@ -9,12 +9,18 @@ accuracy on longer sums (addition).
 
 from __future__ import annotations
 
+import contextlib
+import itertools
+import signal
+import threading
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import keras
 import numpy as np
+import tensorflow as tf
 
 from unfold_rnn import runs
 from unfold_rnn.callbacks import (
@@ -23,6 +29,7 @@ from unfold_rnn.callbacks import (
     HParams,
     RunCheckpoints,
     StepSummaries,
+    Stopped,
     StopWhenConfident,
     TextSamples,
     TimeBudget,
@@ -48,7 +55,9 @@ class RunResult:
     run_dir: Path
     epochs: int  # epochs completed in all (resumed runs included)
     best_val_loss: float | None
-    diverged_at: int | None = None  # the epoch whose loss was not finite, if any
+    step: int = 0  # training steps completed and saved
+    stopped: str | None = None  # why the run stopped early (interrupted, diverged), if it did
+    signal_number: int | None = None  # the signal that interrupted it, if one did
     report: dict[str, Any] = field(default_factory=dict)  # per kind: e.g. accuracy by width
 
 
@@ -65,19 +74,95 @@ def _saved_run(
     if not run_name:
         raise ValueError("--resume needs the --run-name of the run to continue.")
     run_dir = Path(logdir) / run_name
+    if not (run_dir / runs.CONFIG).is_file():
+        raise ValueError(
+            f"There is no run to resume at {run_dir}; start one without --resume."
+            if not run_dir.is_dir() or not any(run_dir.iterdir())
+            else f"{run_dir} holds no run to resume (it has no {runs.CONFIG})."
+        )
     saved = runs.read_config(run_dir, config.kind)
     state = runs.read_state(run_dir)
-    if state.epoch == 0:
-        raise ValueError(f"{run_dir} has no completed epoch to resume from; start it afresh.")
     if state.finished:
         raise ValueError(f"{run_dir} has already finished its {state.epoch} epochs.")
     return saved, run_dir, state
 
 
-def _finish(run_dir: Path, state: runs.State, checkpoints: RunCheckpoints) -> RunResult:
-    state.finished = checkpoints.diverged_at is None
-    runs.write_state(run_dir, state)
-    return RunResult(run_dir, state.epoch, state.best_val_loss, checkpoints.diverged_at)
+@contextlib.contextmanager
+def _stop_on_signals(checkpoints: RunCheckpoints) -> Iterator[None]:
+    """While training, Ctrl-C (SIGINT) and SIGTERM ask `checkpoints` to save at the next
+    step's end and stop; a second signal stops at once, keeping the last checkpoint (whole,
+    whatever the moment). Python allows handlers only in the main thread; elsewhere nothing
+    changes. The previous handlers come back afterwards."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handle(signal_number: int, frame: Any) -> None:
+        if checkpoints.stop_signal is not None:
+            raise KeyboardInterrupt
+        checkpoints.request_stop(signal_number)
+
+    previous = {s: signal.signal(s, handle) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+
+
+def _fit(
+    model: keras.Model,
+    checkpoints: RunCheckpoints,
+    callbacks: list[keras.callbacks.Callback],
+    epochs: int,
+    steps_per_epoch: int,
+    batches_from: Callable[[int], Any],
+    **fit_args: Any,
+) -> RunResult:
+    """`model.fit` from where the run stands, to `epochs`: the rest of a part-done epoch
+    first (its own `fit`, so that every epoch holds the same steps as in a run never
+    stopped), then whole epochs. `batches_from(b)` gives the training batches from global
+    batch b on."""
+    state = checkpoints.state
+    stopped = None
+    try:
+        with _stop_on_signals(checkpoints):
+            done = state.step - state.epoch * steps_per_epoch
+            if done:
+                model.fit(
+                    batches_from(state.step),
+                    steps_per_epoch=steps_per_epoch - done,
+                    initial_epoch=state.epoch,
+                    epochs=state.epoch + 1,
+                    callbacks=callbacks,
+                    **fit_args,
+                )
+            if not (done and model.stop_training) and state.epoch < epochs:
+                model.fit(
+                    batches_from(state.epoch * steps_per_epoch),
+                    steps_per_epoch=steps_per_epoch,
+                    initial_epoch=state.epoch,
+                    epochs=epochs,
+                    callbacks=callbacks,
+                    **fit_args,
+                )
+    except Stopped as stop:
+        stopped = stop
+        for callback in callbacks:
+            callback.on_train_end()  # what fit skipped: TensorBoard's files are flushed
+    if stopped is None:
+        state.finished = True
+        runs.write_state(checkpoints.run_dir, state)
+    else:
+        state = runs.read_state(checkpoints.run_dir)  # as the last checkpoint left it
+    return RunResult(
+        checkpoints.run_dir,
+        state.epoch,
+        state.best_val_loss,
+        state.step,
+        None if stopped is None else str(stopped),
+        None if stopped is None else stopped.signal_number,
+    )
 
 
 def train_language_model(
@@ -86,11 +171,14 @@ def train_language_model(
     run_name: str | None = None,
     resume: bool = False,
     verbose: int | str = "auto",
+    callbacks: Sequence[keras.callbacks.Callback] = (),
 ) -> RunResult:
     """Train a character-level language model as `config` says, into `<logdir>/<run_name>`.
 
-    With `resume`, continue the run of that name from its last completed epoch, with the
-    configuration it was started with.
+    With `resume`, continue the run of that name from its last checkpoint, with the
+    configuration it was started with: it ends with the weights an uninterrupted run ends
+    with. Ctrl-C or SIGTERM during training saves a checkpoint and returns (`stopped` says so).
+    `callbacks` are more Keras callbacks for `fit`, called before the run's own.
     """
     if resume:
         config, run_dir, state = _saved_run(config, logdir, run_name)
@@ -100,9 +188,6 @@ def train_language_model(
         run_dir, state = runs.new_run_dir(logdir, run_name, config), runs.State()
     text = read_text(config.text) if config.text else default_corpus()
     vocab = vocab if resume else CharVocab.from_text(text)
-    # Weights and dropout from the seed; a resumed run draws dropout masks afresh (the data
-    # stream is keyed by batch, so it continues exactly).
-    keras.utils.set_random_seed(config.seed + state.epoch)
     data = text_data(
         text,
         config.seq_len,
@@ -110,10 +195,10 @@ def train_language_model(
         config.val_fraction,
         seed=config.seed,
         vocab=vocab,
-        skip_batches=state.epoch * config.steps_per_epoch,
     )  # the text is usable: only now is a new run directory made
-    if resume:
-        model = runs.load_model(run_dir / runs.LAST)
+    keras.utils.set_random_seed(config.seed)
+    if state.checkpoint:
+        model = runs.load_checkpoint(run_dir, state)
     else:
         model = build_language_model(
             len(vocab),
@@ -124,11 +209,13 @@ def train_language_model(
             dropout=config.dropout,
             learning_rate=config.lr,
         )
-        runs.create(run_dir, config)
-        vocab.save(run_dir / runs.VOCAB)
+    if not resume:
+        runs.create(run_dir, config, vocab)
     first_inputs, _ = next(iter(data.validation))
-    checkpoints = RunCheckpoints(run_dir, state)
+    budget = TimeBudget(config.time_budget, state.training_seconds)
+    checkpoints = RunCheckpoints(run_dir, state, config.checkpoint_every, budget.training_seconds)
     callbacks = [
+        *callbacks,
         _tensorboard(run_dir),
         StepSummaries(
             run_dir,
@@ -140,19 +227,19 @@ def train_language_model(
         GateStatistics(run_dir, first_inputs.numpy()[:16]),
         HParams(run_dir, {**config.__dict__, "text": config.text or "(built-in corpus)"}),
         checkpoints,
-        TimeBudget(config.time_budget),
+        budget,
     ]
-    model.fit(
-        data.train,
-        steps_per_epoch=config.steps_per_epoch,
-        epochs=config.epochs,
-        initial_epoch=state.epoch,
+    return _fit(
+        model,
+        checkpoints,
+        callbacks,
+        config.epochs,
+        config.steps_per_epoch,
+        data.train_from,
         validation_data=data.validation,
         shuffle=False,
-        callbacks=callbacks,
         verbose=verbose,
     )
-    return _finish(run_dir, state, checkpoints)
 
 
 def _prime(vocab: CharVocab, text: str) -> str:
@@ -160,22 +247,21 @@ def _prime(vocab: CharVocab, text: str) -> str:
     return "\n" if "\n" in vocab.chars else text[0]
 
 
-class _FreshAdditions(keras.utils.PyDataset):
-    """Batches of new random problems, reproducible from (seed, epoch, batch index)."""
+def _addition_batches(config: AdditionConfig, first: int) -> tf.data.Dataset:
+    """Endless batches of new random problems from global batch `first` on; batch b is drawn
+    from (seed, b), so the stream depends on nothing else and a resumed run continues it."""
+    shape = (config.batch_size, config.bits)
 
-    def __init__(self, config: AdditionConfig, epoch: int = 0) -> None:
-        super().__init__()
-        self.config, self.epoch = config, epoch
+    def batches() -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        for b in itertools.count(first):
+            rng = np.random.default_rng([config.seed, b])
+            yield addition_problems(config.batch_size, config.bits, seed=rng)
 
-    def __len__(self) -> int:
-        return max(1, self.config.problems_per_epoch // self.config.batch_size)
-
-    def __getitem__(self, index: int) -> tuple[np.ndarray, np.ndarray]:
-        rng = np.random.default_rng([self.config.seed, self.epoch, index])
-        return addition_problems(self.config.batch_size, self.config.bits, seed=rng)
-
-    def on_epoch_end(self) -> None:
-        self.epoch += 1
+    signature = (
+        tf.TensorSpec((*shape, 2), tf.float32),
+        tf.TensorSpec((*shape, 1), tf.float32),
+    )
+    return tf.data.Dataset.from_generator(batches, output_signature=signature)
 
 
 ADDITION_WIDTHS = (8, 16, 32, 64)
@@ -185,35 +271,53 @@ def train_binary_addition(
     config: AdditionConfig,
     logdir: str | Path = "logs",
     run_name: str | None = None,
+    resume: bool = False,
     verbose: int | str = "auto",
+    callbacks: Sequence[keras.callbacks.Callback] = (),
 ) -> RunResult:
     """Train the binary-addition network on fresh `config.bits`-bit problems until every
     held-out bit is confidently right (or the epochs or time budget run out), then measure
-    whole-sum accuracy at 8, 16, 32 and 64 bits."""
-    config.check()
-    run_dir = runs.create(runs.new_run_dir(logdir, run_name, config), config)
-    state = runs.State()
+    whole-sum accuracy at 8, 16, 32 and 64 bits. `resume` and `callbacks` as for
+    `train_language_model`."""
+    if resume:
+        config, run_dir, state = _saved_run(config, logdir, run_name)
+    else:
+        config.check()
+        run_dir = runs.create(runs.new_run_dir(logdir, run_name, config), config)
+        state = runs.State()
     keras.utils.set_random_seed(config.seed)
-    model = build_binary_addition_model(config.cell, units=config.units, learning_rate=config.lr)
+    if state.checkpoint:
+        model = runs.load_checkpoint(run_dir, state)
+    else:
+        model = build_binary_addition_model(
+            config.cell, units=config.units, learning_rate=config.lr
+        )
     held_out = addition_problems(1000, config.bits, seed=config.seed + 1)
-    checkpoints = RunCheckpoints(run_dir, state)
+    budget = TimeBudget(config.time_budget, state.training_seconds)
+    checkpoints = RunCheckpoints(run_dir, state, config.checkpoint_every, budget.training_seconds)
     longer = tuple(bits for bits in ADDITION_WIDTHS if bits > config.bits)
     callbacks = [
+        *callbacks,
         _tensorboard(run_dir),
         AdditionWidths(run_dir, longer, config.seed),
         HParams(run_dir, dict(config.__dict__)),
         checkpoints,
         StopWhenConfident(*held_out, tolerance=0.005),
-        TimeBudget(config.time_budget),
+        budget,
     ]
-    model.fit(
-        _FreshAdditions(config),
-        epochs=config.epochs,
+    result = _fit(
+        model,
+        checkpoints,
+        callbacks,
+        config.epochs,
+        max(1, config.problems_per_epoch // config.batch_size),
+        lambda batch: _addition_batches(config, batch),
         validation_data=held_out,
-        callbacks=callbacks,
+        shuffle=False,
         verbose=verbose,
     )
-    result = _finish(run_dir, state, checkpoints)
+    if result.stopped is not None or state.best_val_loss is None:
+        return result
     best = runs.load_model(run_dir / runs.MODEL)
     for bits in sorted({config.bits, *longer}):
         x, y = addition_problems(1000, bits, seed=config.seed + 2 + bits)
