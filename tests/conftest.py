@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -13,6 +14,7 @@ import numpy as np
 import pytest
 
 import unfold_rnn
+from unfold_rnn import cli
 
 
 @dataclass(frozen=True)
@@ -97,3 +99,30 @@ def bfloat16_policy():
     keras.mixed_precision.set_global_policy("mixed_bfloat16")
     yield
     keras.mixed_precision.set_global_policy("float32")
+
+
+# -- a small trained language-model run, shared by the command-line tests ------------------
+
+TEXT = (
+    "To be, or not to be, that is the question:\n"
+    "Whether 'tis nobler in the mind to suffer\n"
+    "The slings and arrows of outrageous fortune,\n"
+    "Or to take arms against a sea of troubles\n"
+) * 20
+TINY = ["--units", "12", "--layers", "2", "--embedding-dim", "6", "--seq-len", "16"]
+TINY += ["--batch-size", "8", "--steps-per-epoch", "6"]
+
+
+@pytest.fixture(scope="session")
+def text_file(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("text") / "hamlet.txt"
+    path.write_text(TEXT, encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="session")
+def lm_run(tmp_path_factory, text_file) -> Path:
+    logdir = tmp_path_factory.mktemp("logs")
+    args = ["train-lm", "--text", str(text_file), *TINY, "--epochs", "2"]
+    assert cli.main([*args, "--logdir", str(logdir), "--run-name", "lm"]) == 0
+    return logdir / "lm"

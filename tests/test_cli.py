@@ -17,30 +17,6 @@ import pytest
 import unfold_rnn
 from unfold_rnn import cli, runs
 
-TEXT = (
-    "To be, or not to be, that is the question:\n"
-    "Whether 'tis nobler in the mind to suffer\n"
-    "The slings and arrows of outrageous fortune,\n"
-    "Or to take arms against a sea of troubles\n"
-) * 20
-TINY = ["--units", "12", "--layers", "2", "--embedding-dim", "6", "--seq-len", "16"]
-TINY += ["--batch-size", "8", "--steps-per-epoch", "6"]
-
-
-@pytest.fixture(scope="module")
-def text_file(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("text") / "hamlet.txt"
-    path.write_text(TEXT, encoding="utf-8")
-    return path
-
-
-@pytest.fixture(scope="module")
-def lm_run(tmp_path_factory, text_file) -> Path:
-    logdir = tmp_path_factory.mktemp("logs")
-    args = ["train-lm", "--text", str(text_file), *TINY, "--epochs", "2"]
-    assert cli.main([*args, "--logdir", str(logdir), "--run-name", "lm"]) == 0
-    return logdir / "lm"
-
 
 def test_train_lm_makes_the_run_directory(lm_run):
     for name in ("config.json", "vocab.json", "model.keras", "checkpoint/step-000000012.keras"):
@@ -184,58 +160,6 @@ def test_tensorboard_serves_the_runs_dashboards(lm_run):
     finally:
         server.terminate()
         server.wait(timeout=30)
-
-
-# -- bad arguments: a non-zero exit and one line on stderr -------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("args", "message"),
-    [
-        (["train-lm", "--units", "x"], "argument --units: invalid int value: 'x'"),
-        (["train-lm", "--units", "0"], "`units` must be a positive whole number"),
-        (["train-lm", "--text", "/no/such/file.txt"], "No such file: /no/such/file.txt"),
-        (["train-lm", "--cell", "rnn"], "argument --cell: invalid choice: 'rnn'"),
-        (["sample", "/no/such/run"], "No run directory at /no/such/run"),
-        (["evaluate", "/no/such/run"], "the following arguments are required: --text"),
-        (["train-addition", "--bits", "1"], "`bits` must be between 2 and 64"),
-    ],
-)
-def test_bad_arguments_exit_with_one_line(args, message, tmp_path):
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "unfold_rnn",
-            *args,
-            *(["--logdir", str(tmp_path)] if args[0].startswith("train") else []),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        cwd=tmp_path,
-    )
-    assert result.returncode != 0
-    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
-    assert message in result.stderr
-    assert not any(tmp_path.iterdir())  # no run directory left behind
-
-
-def test_unusable_text_leaves_no_run_directory(tmp_path, capsys):
-    short = tmp_path / "short.txt"
-    short.write_text("too short")
-    logdir = tmp_path / "logs"
-    assert cli.main(["train-lm", "--text", str(short), "--logdir", str(logdir)]) == 1
-    assert "shorter than one window" in capsys.readouterr().err
-    assert not logdir.exists()
-
-
-def test_an_existing_run_is_never_overwritten(lm_run, capsys):
-    args = ["train-lm", "--logdir", str(lm_run.parent), "--run-name", lm_run.name]
-    before = (lm_run / "model.keras").read_bytes()
-    assert cli.main(args) == 1
-    assert "already holds a run" in capsys.readouterr().err
-    assert (lm_run / "model.keras").read_bytes() == before
 
 
 def test_version(capsys):

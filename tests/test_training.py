@@ -20,19 +20,6 @@ from unfold_rnn import runs
 from unfold_rnn.config import AdditionConfig, LanguageModelConfig
 from unfold_rnn.training import train_binary_addition, train_language_model
 
-TEXT = (
-    "It was the best of times, it was the worst of times, it was the age of wisdom,\n"
-    "it was the age of foolishness, it was the epoch of belief, it was the epoch of\n"
-    "incredulity, it was the season of Light, it was the season of Darkness.\n"
-) * 12
-
-
-@pytest.fixture(scope="module")
-def text_file(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("text") / "two_cities.txt"
-    path.write_text(TEXT, encoding="utf-8")
-    return path
-
 
 def tiny_lm(text_file: Path, **changes) -> LanguageModelConfig:
     """Small enough to train in seconds; dropout on, so that random masks must resume too."""
