@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 from collections.abc import Iterator
 
 
 @contextlib.contextmanager
-def _stderr_to_devnull() -> Iterator[None]:
+def stderr_to_devnull() -> Iterator[None]:
     saved = os.dup(2)
     try:
         with open(os.devnull, "w") as devnull:
@@ -29,7 +30,10 @@ def _stderr_to_devnull() -> Iterator[None]:
 
 def import_tensorflow_quietly() -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    with _stderr_to_devnull():
+    with stderr_to_devnull():
         import tensorflow as tf
 
-        tf.config.list_logical_devices()  # the CUDA probe happens here, silenced
+        if "multi-worker" not in sys.argv:
+            # The CUDA probe happens here, silenced. Not for multi-worker training, whose
+            # strategy must come first (the CLI makes it silenced too).
+            tf.config.list_logical_devices()

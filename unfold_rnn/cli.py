@@ -54,6 +54,13 @@ def _parser() -> argparse.ArgumentParser:
             action="store_true",
             help="continue the run --run-name from its last checkpoint, as it was configured",
         )
+        p.add_argument(
+            "--strategy",
+            default="default",
+            choices=["default", "mirrored", "multi-worker"],
+            help="tf.distribute: one device, all GPUs of this machine, or the machines of "
+            "TF_CONFIG; --batch-size stays the global batch (default: default)",
+        )
 
     train_lm = commands.add_parser(
         "train-lm",
@@ -156,9 +163,14 @@ def _check_resume_options(args: argparse.Namespace, config_class: type) -> None:
 
 
 def _train(args: argparse.Namespace, config_class: type, train: Any) -> Any:
+    from unfold_rnn._quiet import stderr_to_devnull
+    from unfold_rnn.distribute import make_strategy
+
     _check_resume_options(args, config_class)
     config = _config_from(args, config_class)
-    return train(config, args.logdir, args.run_name, args.resume, _verbosity())
+    with stderr_to_devnull():  # TensorFlow's device set-up notes, as at start-up
+        strategy = make_strategy(args.strategy)
+    return train(config, args.logdir, args.run_name, args.resume, _verbosity(), strategy=strategy)
 
 
 def _train_lm(args: argparse.Namespace) -> int:

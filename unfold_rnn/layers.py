@@ -357,6 +357,14 @@ class Unfold(keras.layers.Layer):
         return tuple(tf.cast(s, dtype) for s in states)
 
     def _check_stateful_batch(self, sequences: tf.Tensor) -> None:
+        replicas = tf.distribute.get_strategy().num_replicas_in_sync
+        if replicas > 1:
+            raise ValueError(
+                f"{type(self).__name__}(stateful=True) cannot run under a tf.distribute "
+                f"strategy with {replicas} replicas: its carried states "
+                "belong to whole batches, which the strategy splits. Train it on one device, "
+                "or use stateful=False."
+            )
         expected = self._state_variables[0].shape[0]
         actual = sequences.shape[0]
         if actual is not None and actual != expected:

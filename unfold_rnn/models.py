@@ -96,7 +96,7 @@ def build_language_model(
     compile: bool = True,
     optimizer: keras.optimizers.Optimizer | None = None,
     name: str | None = None,
-    jit_compile: bool = True,
+    jit_compile: bool | None = None,
 ) -> keras.Model:
     """A character-level language model: ids (B, T) -> next-character logits (B, T, vocab).
 
@@ -118,7 +118,9 @@ def build_language_model(
         num_layers: recurrent layers stacked.
         embedding_dim: size of each character's embedding.
         dropout: rate of the Dropout layers, in [0, 1).
-        jit_compile: compile training and evaluation with XLA.
+        jit_compile: compile training and evaluation with XLA; by default on, except within a
+            `tf.distribute` strategy's scope, where XLA cannot place the replicas' variables
+            (Keras turns it off there too). The layers compile their own time loop anyway.
     """
     vocab_size = _checks.positive_int("vocab_size", vocab_size)
     num_layers = _checks.positive_int("num_layers", num_layers)
@@ -146,7 +148,7 @@ def build_language_model(
                 BitsPerCharacter(),
                 Perplexity(),
             ],
-            jit_compile=jit_compile,
+            jit_compile=not tf.distribute.has_strategy() if jit_compile is None else jit_compile,
         )
     return model
 

@@ -149,6 +149,7 @@ def save_checkpoint(run_dir: str | Path, model: keras.Model, state: State) -> No
     """Save the model and its optimizer as they are after `state.step` steps, then commit
     `state` naming that file; then remove older checkpoints (and any left half-written)."""
     folder = Path(run_dir) / CHECKPOINTS
+    folder.mkdir(parents=True, exist_ok=True)
     name = f"step-{state.step:09d}.keras"
     if state.checkpoint != name or not (folder / name).is_file():
         save_model(model, folder / name)

@@ -22,7 +22,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from unfold_rnn import runs
+from unfold_rnn import distribute, runs
 from unfold_rnn.callbacks import (
     AdditionWidths,
     GateStatistics,
@@ -172,20 +172,23 @@ def train_language_model(
     resume: bool = False,
     verbose: int | str = "auto",
     callbacks: Sequence[keras.callbacks.Callback] = (),
+    strategy: tf.distribute.Strategy | None = None,
 ) -> RunResult:
     """Train a character-level language model as `config` says, into `<logdir>/<run_name>`.
 
     With `resume`, continue the run of that name from its last checkpoint, with the
     configuration it was started with: it ends with the weights an uninterrupted run ends
     with. Ctrl-C or SIGTERM during training saves a checkpoint and returns (`stopped` says so).
-    `callbacks` are more Keras callbacks for `fit`, called before the run's own.
+    `callbacks` are more Keras callbacks for `fit`, called before the run's own. Under a
+    `strategy` (see `unfold_rnn.distribute`), `config.batch_size` is the global batch.
     """
+    strategy = strategy or tf.distribute.get_strategy()
     if resume:
         config, run_dir, state = _saved_run(config, logdir, run_name)
         vocab = runs.read_vocab(run_dir)
     else:
         config.check()
-        run_dir, state = runs.new_run_dir(logdir, run_name, config), runs.State()
+        run_dir, state = _new_run_dir(logdir, run_name, config, strategy), runs.State()
     text = read_text(config.text) if config.text else default_corpus()
     vocab = vocab if resume else CharVocab.from_text(text)
     data = text_data(
@@ -196,11 +199,9 @@ def train_language_model(
         seed=config.seed,
         vocab=vocab,
     )  # the text is usable: only now is a new run directory made
-    keras.utils.set_random_seed(config.seed)
-    if state.checkpoint:
-        model = runs.load_checkpoint(run_dir, state)
-    else:
-        model = build_language_model(
+
+    def build() -> keras.Model:
+        return build_language_model(
             len(vocab),
             cell=config.cell,
             units=config.units,
@@ -209,37 +210,69 @@ def train_language_model(
             dropout=config.dropout,
             learning_rate=config.lr,
         )
-    if not resume:
-        runs.create(run_dir, config, vocab)
-    first_inputs, _ = next(iter(data.validation))
-    budget = TimeBudget(config.time_budget, state.training_seconds)
-    checkpoints = RunCheckpoints(run_dir, state, config.checkpoint_every, budget.training_seconds)
-    callbacks = [
-        *callbacks,
-        _tensorboard(run_dir),
-        StepSummaries(
-            run_dir,
-            min(LOG_EVERY, config.steps_per_epoch),
-            config.batch_size * config.seq_len,
-            iter(data.train),
-        ),
-        TextSamples(run_dir, vocab, prime=_prime(vocab, text), every=config.sample_every),
-        GateStatistics(run_dir, first_inputs.numpy()[:16]),
-        HParams(run_dir, {**config.__dict__, "text": config.text or "(built-in corpus)"}),
-        checkpoints,
-        budget,
-    ]
-    return _fit(
-        model,
-        checkpoints,
-        callbacks,
-        config.epochs,
-        config.steps_per_epoch,
-        data.train_from,
-        validation_data=data.validation,
-        shuffle=False,
-        verbose=verbose,
-    )
+
+    with distribute.writing_place(run_dir, strategy) as place:
+        model = _model(run_dir, state, config.seed, strategy, build)
+        if not resume:
+            runs.create(place, config, vocab)
+        first_inputs, _ = next(iter(data.validation))
+        budget = TimeBudget(config.time_budget, state.training_seconds)
+        checkpoints = RunCheckpoints(place, state, config.checkpoint_every, budget.training_seconds)
+        callbacks = [
+            *callbacks,
+            _tensorboard(place),
+            StepSummaries(
+                place,
+                min(LOG_EVERY, config.steps_per_epoch),
+                config.batch_size * config.seq_len,
+                iter(data.train),
+            ),
+            TextSamples(place, vocab, prime=_prime(vocab, text), every=config.sample_every),
+            GateStatistics(place, first_inputs.numpy()[:16]),
+            HParams(place, {**config.__dict__, "text": config.text or "(built-in corpus)"}),
+            checkpoints,
+            budget,
+        ]
+        result = _fit(
+            model,
+            checkpoints,
+            callbacks,
+            config.epochs,
+            config.steps_per_epoch,
+            lambda batch: distribute.shard_by_data(data.train_from(batch)),
+            validation_data=distribute.shard_by_data(data.validation),
+            shuffle=False,
+            verbose=verbose,
+        )
+    result.run_dir = run_dir
+    return result
+
+
+def _new_run_dir(
+    logdir: str | Path, run_name: str | None, config: Any, strategy: tf.distribute.Strategy
+) -> Path:
+    if distribute.is_chief(strategy):
+        return runs.new_run_dir(logdir, run_name, config)
+    return Path(logdir) / (run_name or runs.default_run_name(config))  # the chief's to check
+
+
+def _model(
+    run_dir: Path,
+    state: runs.State,
+    seed: int,
+    strategy: tf.distribute.Strategy,
+    build: Callable[[], keras.Model],
+) -> keras.Model:
+    """The run's model, made within `strategy`'s scope: the checkpoint's, or a new one drawn
+    from `seed`."""
+    keras.utils.set_random_seed(seed)
+    with strategy.scope():
+        if not state.checkpoint:
+            return build()
+        model = runs.load_checkpoint(run_dir, state)
+        if tf.distribute.has_strategy():
+            model.jit_compile = False  # as the builders choose under a strategy
+        return model
 
 
 def _prime(vocab: CharVocab, text: str) -> str:
@@ -274,60 +307,75 @@ def train_binary_addition(
     resume: bool = False,
     verbose: int | str = "auto",
     callbacks: Sequence[keras.callbacks.Callback] = (),
+    strategy: tf.distribute.Strategy | None = None,
 ) -> RunResult:
     """Train the binary-addition network on fresh `config.bits`-bit problems until every
     held-out bit is confidently right (or the epochs or time budget run out), then measure
-    whole-sum accuracy at 8, 16, 32 and 64 bits. `resume` and `callbacks` as for
+    whole-sum accuracy at 8, 16, 32 and 64 bits. `resume`, `callbacks` and `strategy` as for
     `train_language_model`."""
+    strategy = strategy or tf.distribute.get_strategy()
     if resume:
         config, run_dir, state = _saved_run(config, logdir, run_name)
     else:
         config.check()
-        run_dir = runs.create(runs.new_run_dir(logdir, run_name, config), config)
-        state = runs.State()
-    keras.utils.set_random_seed(config.seed)
-    if state.checkpoint:
-        model = runs.load_checkpoint(run_dir, state)
-    else:
-        model = build_binary_addition_model(
-            config.cell, units=config.units, learning_rate=config.lr
+        run_dir, state = _new_run_dir(logdir, run_name, config, strategy), runs.State()
+    with distribute.writing_place(run_dir, strategy) as place:
+        if not resume:
+            runs.create(place, config)
+        model = _model(
+            run_dir,
+            state,
+            config.seed,
+            strategy,
+            lambda: build_binary_addition_model(
+                config.cell, units=config.units, learning_rate=config.lr
+            ),
         )
-    held_out = addition_problems(1000, config.bits, seed=config.seed + 1)
-    budget = TimeBudget(config.time_budget, state.training_seconds)
-    checkpoints = RunCheckpoints(run_dir, state, config.checkpoint_every, budget.training_seconds)
-    longer = tuple(bits for bits in ADDITION_WIDTHS if bits > config.bits)
-    callbacks = [
-        *callbacks,
-        _tensorboard(run_dir),
-        AdditionWidths(run_dir, longer, config.seed),
-        HParams(run_dir, dict(config.__dict__)),
-        checkpoints,
-        StopWhenConfident(*held_out, tolerance=0.005),
-        budget,
-    ]
-    result = _fit(
-        model,
-        checkpoints,
-        callbacks,
-        config.epochs,
-        max(1, config.problems_per_epoch // config.batch_size),
-        lambda batch: _addition_batches(config, batch),
-        validation_data=held_out,
-        shuffle=False,
-        verbose=verbose,
-    )
-    if result.stopped is not None or state.best_val_loss is None:
-        return result
-    best = runs.load_model(run_dir / runs.MODEL)
+        held_out = addition_problems(1000, config.bits, seed=config.seed + 1)
+        budget = TimeBudget(config.time_budget, state.training_seconds)
+        checkpoints = RunCheckpoints(place, state, config.checkpoint_every, budget.training_seconds)
+        longer = tuple(bits for bits in ADDITION_WIDTHS if bits > config.bits)
+        callbacks = [
+            *callbacks,
+            _tensorboard(place),
+            AdditionWidths(place, longer, config.seed),
+            HParams(place, dict(config.__dict__)),
+            checkpoints,
+            StopWhenConfident(*held_out, tolerance=0.005),
+            budget,
+        ]
+        result = _fit(
+            model,
+            checkpoints,
+            callbacks,
+            config.epochs,
+            max(1, config.problems_per_epoch // config.batch_size),
+            lambda batch: distribute.shard_by_data(_addition_batches(config, batch)),
+            validation_data=held_out,
+            shuffle=False,
+            verbose=verbose,
+        )
+        best_file = place / runs.MODEL
+        if result.stopped is None and best_file.is_file():
+            result.report = _addition_report(runs.load_model(best_file), config, longer)
+    result.run_dir = run_dir
+    return result
+
+
+def _addition_report(
+    best: keras.Model, config: AdditionConfig, longer: tuple[int, ...]
+) -> dict[int, dict[str, Any]]:
+    """Whole-sum accuracy on 1,000 new problems at each width, with three examples."""
+    report = {}
     for bits in sorted({config.bits, *longer}):
         x, y = addition_problems(1000, bits, seed=config.seed + 2 + bits)
         a, b = bits_to_ints(x[..., 0]), bits_to_ints(x[..., 1])
         predicted = bits_to_ints(best.predict(x, batch_size=1000, verbose=0))
         truth = bits_to_ints(y)
-        result.report[bits] = {
+        report[bits] = {
             "sum_accuracy": float(np.mean(predicted == truth)),
             "examples": [
                 (int(a[i]), int(b[i]), int(predicted[i]), int(truth[i])) for i in range(3)
             ],
         }
-    return result
+    return report
