@@ -4,6 +4,7 @@
     unfold-rnn train-addition  train the network that learns to add binary numbers
     unfold-rnn sample RUN_DIR  write text from a trained language model to stdout
     unfold-rnn evaluate RUN_DIR --text PATH   loss of a language model on a text
+    unfold-rnn inspect RUN_DIR  what the units do: coloured text, gate saturation, carry
 
 Arguments are parsed into the configuration dataclasses, then the API does the work. Every
 message for the person at the terminal is produced here; a bad argument or input ends the
@@ -127,6 +128,22 @@ def _parser() -> argparse.ArgumentParser:
     )
     evaluate.add_argument("run_dir", metavar="RUN_DIR", help="a train-lm run directory")
     evaluate.add_argument("--text", required=True, help="a UTF-8 text file")
+
+    inspect = commands.add_parser(
+        "inspect",
+        help="see what a trained run's units do",
+        description="Find the units that track simple properties of a text (quotes, "
+        "brackets, line position, indentation, newlines) or the carry bit, show them and a "
+        "chosen unit as coloured text, and plot how often each gate saturates. Files go to "
+        "RUN_DIR/inspect (or --out), pictures also to the run's TensorBoard.",
+    )
+    inspect.add_argument("run_dir", metavar="RUN_DIR", help="a train-lm or train-addition run")
+    inspect.add_argument("--text", help="a UTF-8 text (default: the run's validation text)")
+    inspect.add_argument("--chars", type=int, default=1500, help="characters of it to read")
+    inspect.add_argument("--layer", type=int, default=0, help="the chosen unit's layer, from 0")
+    inspect.add_argument("--unit", type=int, help="the unit to show besides those found")
+    inspect.add_argument("--state", default="h", help="h, or an LSTM's cell state c")
+    inspect.add_argument("--out", help="where the files go (default: RUN_DIR/inspect)")
     return parser
 
 
@@ -265,11 +282,32 @@ def _evaluate(args: argparse.Namespace) -> None:
     )
 
 
+def _inspect(args: argparse.Namespace) -> None:
+    from unfold_rnn.inspect_run import inspect_run
+
+    found = inspect_run(
+        args.run_dir, args.text, args.layer, args.unit, args.state, args.chars, args.out
+    )
+    print("Units that track each property best (Pearson's r):")
+    for name, units in found.found.items():
+        print(f"  {name:14} " + ", ".join(str(unit) for unit in units))
+    if found.chosen is not None and found.chosen_r:
+        chosen = found.chosen
+        print(f"The chosen unit, {chosen.layer_name} {chosen.state}[{chosen.index}]:")
+        print("  " + ", ".join(f"{k} r = {v:+.2f}" for k, v in found.chosen_r.items()))
+    if found.gates:
+        print("Gates, mean fraction of time left- / right-saturated:")
+        for name, (left, right) in found.gates.items():
+            print(f"  {name:20} {left:.2f} / {right:.2f}")
+    print("Wrote " + ", ".join(str(path) for path in found.files))
+
+
 COMMANDS = {
     "train-lm": _train_lm,
     "train-addition": _train_addition,
     "sample": _sample,
     "evaluate": _evaluate,
+    "inspect": _inspect,
 }
 
 
