@@ -38,6 +38,15 @@ def tiny_lm(text_file: Path, **changes) -> LanguageModelConfig:
     return LanguageModelConfig(**{**settings, **changes})
 
 
+@pytest.fixture(autouse=True)
+def ctrl_c_interrupts():
+    """Ctrl-C as in a terminal, even where this process was started ignoring it (a
+    background job), which training respects; and as it was afterwards."""
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, before)
+
+
 def saved_numbers(run_dir: Path) -> list[np.ndarray]:
     """Everything the final checkpoint holds: weights, optimizer variables (Adam's moments,
     the step count), and the random generators' states."""
@@ -137,6 +146,15 @@ def test_a_second_signal_stops_at_once(tmp_path, text_file, whole_run):
     assert_bit_identical(saved_numbers(whole_run), saved_numbers(tmp_path / "cut"))
 
 
+def test_a_signal_the_process_ignores_stays_ignored(tmp_path, text_file):
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # as under nohup, or in a background job
+    result = train_language_model(
+        tiny_lm(text_file, epochs=1), tmp_path, "run", verbose=0, callbacks=[AtStep(2, send(2))]
+    )
+    assert result.stopped is None and result.step == 5
+    assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+
+
 def poison(model: keras.Model) -> None:
     """Make the output layer's weights NaN, as an overflowing gradient would."""
     kernel = model.layers[-1].kernel
@@ -181,12 +199,15 @@ def test_addition_resumes_mid_epoch_bit_identical(tmp_path):
 # -- fault injection: real processes, killed at random moments -------------------------------
 
 
+RUN_STEPS = 20  # 4 epochs of 5 steps
+
+
 def _command(logdir: Path, text_file: Path, resume: bool) -> list[str]:
     args = [sys.executable, "-m", "unfold_rnn", "train-lm", "--logdir", str(logdir)]
     args += ["--run-name", "run"]
     if resume:
         return [*args, "--resume"]
-    config = tiny_lm(text_file, epochs=4, checkpoint_every=2)
+    config = tiny_lm(text_file, epochs=RUN_STEPS // 5, checkpoint_every=2)
     for name in ("text", "units", "layers", "embedding_dim", "seq_len", "batch_size"):
         args += [f"--{name.replace('_', '-')}", str(getattr(config, name))]
     for name in ("steps_per_epoch", "epochs", "dropout", "checkpoint_every"):
@@ -194,13 +215,18 @@ def _command(logdir: Path, text_file: Path, resume: bool) -> list[str]:
     return args
 
 
+def _ctrl_c_as_in_a_terminal() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)  # not ignored, even if this process does
+
+
 def run_with_kills(
-    logdir: Path, text_file: Path, kills: int, seed: int, window: tuple[float, float]
+    logdir: Path, text_file: Path, kills: int, seed: int, startup: float
 ) -> tuple[int, list[str]]:
-    """Start the run, kill it `kills` times, each at a moment drawn uniformly from `window`
-    (seconds after the process starts), with SIGKILL mostly, sometimes SIGTERM or SIGINT,
-    resuming each time as a user would; then let it finish. Returns the number of processes
-    started and what each kill did."""
+    """Start the run, kill it `kills` times, resuming each time as a user would, then let it
+    finish. Each kill has a random target step: 0 kills at a moment drawn from the first
+    `startup` seconds (importing, compiling); otherwise the kill comes up to a second after
+    the run has saved that step, landing anywhere in training, validation or saving. SIGKILL
+    mostly, sometimes SIGTERM or SIGINT. Returns the processes started and what each kill did."""
     chooser = random.Random(seed)
     log, processes = [], 0
     for _ in range(kills + 20):  # a kill can land before the run exists: start again
@@ -210,18 +236,25 @@ def run_with_kills(
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+            preexec_fn=_ctrl_c_as_in_a_terminal,
         )
         processes += 1
         if len(log) < kills:
             how = chooser.choice([signal.SIGKILL] * 3 + [signal.SIGTERM, signal.SIGINT])
-            delay = chooser.uniform(*window)
+            target = chooser.randrange(0, RUN_STEPS - 4)
+            delay = chooser.uniform(0.0, startup if target == 0 else 1.0)
+            if target:
+                _wait_for_step(logdir / "run", target, process)
             try:
                 process.wait(timeout=delay)
             except subprocess.TimeoutExpired:
                 process.send_signal(how)
             code = process.wait(timeout=300)
             state = runs.read_state(logdir / "run")
-            log.append(f"{how.name} after {delay:.1f} s: exit {code}, saved step {state.step}")
+            log.append(
+                f"{how.name} {delay:.1f} s after step {target}: exit {code}, saved step "
+                f"{state.step}"
+            )
             if state.finished:  # the kill came after the end (during the exit, perhaps)
                 return processes, log
             continue
@@ -229,6 +262,16 @@ def run_with_kills(
         assert process.returncode == 0, stderr
         return processes, log
     raise AssertionError(f"the run never finished: {log}")
+
+
+def _wait_for_step(run_dir: Path, step: int, process: subprocess.Popen) -> None:
+    while process.poll() is None:
+        try:
+            if runs.read_state(run_dir).step >= step:
+                return
+        except ValueError:
+            pass  # state.json is never half-written, but the directory may be half-made
+        time.sleep(0.02)
 
 
 def timed_whole_run(logdir: Path, text_file: Path) -> tuple[float, float]:
@@ -247,12 +290,10 @@ def timed_whole_run(logdir: Path, text_file: Path) -> tuple[float, float]:
 
 
 def test_killed_at_random_moments_resume_ends_bit_identical(tmp_path, text_file):
-    """Three kills at random moments, from just before training starts to near its end;
-    each resume continues the run, and its final checkpoint equals that of the same run
-    never killed."""
+    """Three kills at random moments, from start-up to near the end; each resume continues
+    the run, and its final checkpoint equals that of the same run never killed."""
     first, end = timed_whole_run(tmp_path / "whole", text_file)
-    window = (0.8 * first, first + 0.7 * (end - first))
-    processes, log = run_with_kills(tmp_path / "cut", text_file, 3, 7, window)
+    processes, log = run_with_kills(tmp_path / "cut", text_file, 3, 7, first)
     print(f"first checkpoint at {first:.1f} s, end at {end:.1f} s", *log, sep="\n")
     assert processes >= 3, log  # at least two kills landed before the run's end
     assert runs.read_state(tmp_path / "cut" / "run").finished, log

@@ -91,8 +91,9 @@ def _saved_run(
 def _stop_on_signals(checkpoints: RunCheckpoints) -> Iterator[None]:
     """While training, Ctrl-C (SIGINT) and SIGTERM ask `checkpoints` to save at the next
     step's end and stop; a second signal stops at once, keeping the last checkpoint (whole,
-    whatever the moment). Python allows handlers only in the main thread; elsewhere nothing
-    changes. The previous handlers come back afterwards."""
+    whatever the moment). A signal the process ignores (`nohup`, a background job) stays
+    ignored. Python allows handlers only in the main thread; elsewhere nothing changes. The
+    previous handlers come back afterwards."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -102,7 +103,11 @@ def _stop_on_signals(checkpoints: RunCheckpoints) -> Iterator[None]:
             raise KeyboardInterrupt
         checkpoints.request_stop(signal_number)
 
-    previous = {s: signal.signal(s, handle) for s in (signal.SIGINT, signal.SIGTERM)}
+    previous = {
+        number: signal.signal(number, handle)
+        for number in (signal.SIGINT, signal.SIGTERM)
+        if signal.getsignal(number) is not signal.SIG_IGN
+    }
     try:
         yield
     finally:
