@@ -290,7 +290,8 @@ def _inspect(args: argparse.Namespace) -> None:
     )
     print("Units that track each property best (Pearson's r):")
     for name, units in found.found.items():
-        print(f"  {name:14} " + ", ".join(str(unit) for unit in units))
+        best = ", ".join(str(unit) for unit in units) or "(none: it does not vary in this text)"
+        print(f"  {name:14} {best}")
     if found.chosen is not None and found.chosen_r:
         chosen = found.chosen
         print(f"The chosen unit, {chosen.layer_name} {chosen.state}[{chosen.index}]:")

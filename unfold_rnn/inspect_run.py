@@ -104,6 +104,8 @@ def _language_model(run_dir, config, model, text, layer, unit, state, chars, out
     }
     traces = [pictures.Trace(f"chosen: {name} {state}[{chosen_unit}]", chosen_values)]
     for prop, best in found.items():
+        if not best:
+            continue  # the text does not vary in this property
         top = best[0]
         values = activations[top.layer][1][top.state][0, :, top.index]
         traces.append(pictures.Trace(f"tracks {prop}: {top}", values))

@@ -168,10 +168,14 @@ def find_units(
     top: int = 3,
 ) -> dict[str, list[Unit]]:
     """For each signal (one value per position of the activations), the `top` units of all
-    layers and states whose activation correlates with it most strongly, either way."""
+    layers and states whose activation correlates with it most strongly, either way; none
+    for a signal that does not vary (a text without quotes, say)."""
     found = {}
     for name, signal in signals.items():
         units = []
+        if not np.ptp(signal) > 0:
+            found[name] = units
+            continue
         for layer, (layer_name, states) in enumerate(activations):
             for state in ("h", "c"):
                 if state in states:
