@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import shutil
 import socket
 import subprocess
 import sys
@@ -167,3 +168,15 @@ def test_version(capsys):
         cli.main(["--version"])
     assert exit_info.value.code == 0
     assert capsys.readouterr().out.strip() == f"unfold_rnn {unfold_rnn.__version__}"
+
+
+def test_resume_may_change_only_how_often_it_checkpoints(lm_run, tmp_path, capsys):
+    run = shutil.copytree(lm_run, tmp_path / "lm")
+    state = runs.read_state(run)
+    state.finished = False  # killed after its last epoch's checkpoint, before the end
+    runs.write_state(run, state)
+    resume = ["train-lm", "--logdir", str(tmp_path), "--run-name", "lm", "--resume"]
+    assert cli.main([*resume, "--seq-len", "32"]) == 1
+    assert "drop --seq-len" in capsys.readouterr().err
+    assert cli.main([*resume, "--checkpoint-every", "3"]) == 0
+    assert runs.read_state(run).finished

@@ -163,14 +163,16 @@ def _verbosity() -> int:
 
 def _check_resume_options(args: argparse.Namespace, config_class: type) -> None:
     """`--resume` continues a run as it was configured: options that would change it are an
-    error, not silently ignored."""
+    error, not silently ignored. (--checkpoint-every changes no result: it may be given.)"""
     if not args.resume:
         return
     defaults = config_class()
     given = [
         f"--{field.name.replace('_', '-')}"
         for field in dataclasses.fields(config_class)
-        if field.name in vars(args) and getattr(args, field.name) != getattr(defaults, field.name)
+        if field.name in vars(args)
+        and field.name != "checkpoint_every"
+        and getattr(args, field.name) != getattr(defaults, field.name)
     ]
     if given:
         raise ValueError(

@@ -70,7 +70,8 @@ def _tensorboard(run_dir: Path) -> keras.callbacks.TensorBoard:
 def _saved_run(
     config: Any, logdir: str | Path, run_name: str | None
 ) -> tuple[Any, Path, runs.State]:
-    """The configuration, directory and state of the run to resume."""
+    """The configuration, directory and state of the run to resume: the run's own
+    configuration, but for `config.checkpoint_every`, if set, which changes no result."""
     if not run_name:
         raise ValueError("--resume needs the --run-name of the run to continue.")
     run_dir = Path(logdir) / run_name
@@ -81,6 +82,7 @@ def _saved_run(
             else f"{run_dir} holds no run to resume (it has no {runs.CONFIG})."
         )
     saved = runs.read_config(run_dir, config.kind)
+    saved.checkpoint_every = config.checkpoint_every or saved.checkpoint_every
     state = runs.read_state(run_dir)
     if state.finished:
         raise ValueError(f"{run_dir} has already finished its {state.epoch} epochs.")
