@@ -13,7 +13,6 @@ import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import numpy as np
 import tensorflow as tf
 
 from unfold_rnn import pictures, runs
@@ -21,6 +20,7 @@ from unfold_rnn.data import addition_problems, default_corpus, read_text
 from unfold_rnn.inspection import (
     Unit,
     carries,
+    correlations,
     find_units,
     gate_saturation,
     language_model_activations,
@@ -98,10 +98,7 @@ def _language_model(run_dir, config, model, text, layer, unit, state, chars, out
     chosen_unit = 0 if unit is None else unit
     chosen = Unit(layer, name, state, chosen_unit, 0.0)
     chosen_values = states[state][0, :, chosen_unit]
-    chosen_r = {
-        p: float(np.corrcoef(chosen_values, v)[0, 1]) if v.std() and chosen_values.std() else 0.0
-        for p, v in properties.items()
-    }
+    chosen_r = {p: float(correlations(chosen_values[:, None], v)[0]) for p, v in properties.items()}
     traces = [pictures.Trace(f"chosen: {name} {state}[{chosen_unit}]", chosen_values)]
     for prop, best in found.items():
         if not best:
@@ -133,14 +130,13 @@ def _addition(run_dir, config, recurrent, layer, unit, state, out) -> Inspection
     bits, _ = addition_problems(500, config.bits, seed=config.seed + 101)
     states = layer_activations(recurrent[layer], bits)  # from zero states, as at inference
     carry = carries(bits)
+    # An adder has one recurrent layer (--layer 0), so find_units numbers it right.
     found = find_units([(recurrent[layer].name, states)], {"carry": carry})
-    for best in found["carry"]:
-        object.__setattr__(best, "layer", layer)
     top = found["carry"][0]
     chosen = Unit(layer, recurrent[layer].name, state, unit, 0.0) if unit is not None else None
     shown = chosen or top
     values = states[shown.state][..., shown.index]
-    r = float(np.corrcoef(values.reshape(-1), carry.reshape(-1))[0, 1])
+    r = float(correlations(values[..., None], carry)[0])
     title = f"{shown.layer_name} {shown.state}[{shown.index}] against the carry (r = {r:+.2f})"
     files = [pictures.write(out / "carry.png", pictures.carry_png(values, carry, title))]
     chosen_r = {"carry": r} if chosen else {}
