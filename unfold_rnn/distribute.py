@@ -5,7 +5,8 @@
     multi-worker  several machines, read from TF_CONFIG: MultiWorkerMirroredStrategy
 
 The batch size of a run is the global batch: each step splits it across the replicas and
-sums their gradients, so a step does the same work whatever the number of replicas. Only the
+combines their gradients into that of the mean loss over the global batch, so a step is the
+same step whatever the number of replicas. Only the
 chief worker keeps files; the others write theirs to a temporary directory and remove it
 (every worker saves, as TensorFlow advises, since saving can need all of them).
 """
@@ -62,7 +63,7 @@ def _check_tf_config() -> None:
     if not text:
         raise ValueError(
             "--strategy multi-worker reads the cluster from the TF_CONFIG environment "
-            "variable, which is not set (see README, 'Several machines')."
+            "variable, which is not set (see README, 'Several devices and machines')."
         )
     try:
         config = json.loads(text)
