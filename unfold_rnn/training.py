@@ -119,18 +119,24 @@ def _stop_on_signals(checkpoints: RunCheckpoints) -> Iterator[None]:
 
 def _fit(
     model: keras.Model,
-    checkpoints: RunCheckpoints,
+    run_dir: Path,
+    place: Path,
+    state: runs.State,
+    config: LanguageModelConfig | AdditionConfig,
     callbacks: list[keras.callbacks.Callback],
-    epochs: int,
     steps_per_epoch: int,
     batches_from: Callable[[int], Any],
     **fit_args: Any,
 ) -> RunResult:
-    """`model.fit` from where the run stands, to `epochs`: the rest of a part-done epoch
-    first (its own `fit`, so that every epoch holds the same steps as in a run never
-    stopped), then whole epochs. `batches_from(b)` gives the training batches from global
-    batch b on."""
-    state = checkpoints.state
+    """`model.fit` from where the run stands (`state`), to `config.epochs`: the rest of a
+    part-done epoch first (its own `fit`, so that every epoch holds the same steps as in a
+    run never stopped), then whole epochs. `batches_from(b)` gives the training batches from
+    global batch b on. After `callbacks` come the run's checkpoints, written to `place`
+    (`run_dir`, or a non-chief worker's temporary directory), and its time budget."""
+    budget = TimeBudget(config.time_budget, state.training_seconds)
+    checkpoints = RunCheckpoints(place, state, config.checkpoint_every, budget.training_seconds)
+    callbacks = [*callbacks, checkpoints, budget]
+    epochs = config.epochs
     stopped = None
     try:
         with _stop_on_signals(checkpoints):
@@ -159,11 +165,11 @@ def _fit(
             callback.on_train_end()  # what fit skipped: TensorBoard's files are flushed
     if stopped is None:
         state.finished = True
-        runs.write_state(checkpoints.run_dir, state)
+        runs.write_state(place, state)
     else:
-        state = runs.read_state(checkpoints.run_dir)  # as the last checkpoint left it
+        state = runs.read_state(place)  # as the last checkpoint left it
     return RunResult(
-        checkpoints.run_dir,
+        run_dir,
         state.epoch,
         state.best_val_loss,
         state.step,
@@ -190,14 +196,10 @@ def train_language_model(
     `strategy` (see `unfold_rnn.distribute`), `config.batch_size` is the global batch.
     """
     strategy = strategy or tf.distribute.get_strategy()
-    if resume:
-        config, run_dir, state = _saved_run(config, logdir, run_name)
-        vocab = runs.read_vocab(run_dir)
-    else:
-        config.check()
-        run_dir, state = _new_run_dir(logdir, run_name, config, strategy), runs.State()
+    config, run_dir, state = _run(config, logdir, run_name, resume, strategy)
+    saved_vocab = runs.read_vocab(run_dir) if resume else None
     text = read_text(config.text) if config.text else default_corpus()
-    vocab = vocab if resume else CharVocab.from_text(text)
+    vocab = saved_vocab if saved_vocab is not None else CharVocab.from_text(text)
     data = text_data(
         text,
         config.seq_len,
@@ -223,8 +225,6 @@ def train_language_model(
         if not resume:
             runs.create(place, config, vocab)
         first_inputs, _ = next(iter(data.validation))
-        budget = TimeBudget(config.time_budget, state.training_seconds)
-        checkpoints = RunCheckpoints(place, state, config.checkpoint_every, budget.training_seconds)
         callbacks = [
             *callbacks,
             _tensorboard(place),
@@ -237,30 +237,39 @@ def train_language_model(
             TextSamples(place, vocab, prime=_prime(vocab, text), every=config.sample_every),
             GateStatistics(place, first_inputs.numpy()[:16]),
             HParams(place, {**config.__dict__, "text": config.text or "(built-in corpus)"}),
-            checkpoints,
-            budget,
         ]
-        result = _fit(
+        return _fit(
             model,
-            checkpoints,
+            run_dir,
+            place,
+            state,
+            config,
             callbacks,
-            config.epochs,
             config.steps_per_epoch,
             lambda batch: distribute.shard_by_data(data.train_from(batch)),
             validation_data=distribute.shard_by_data(data.validation),
             shuffle=False,
             verbose=verbose,
         )
-    result.run_dir = run_dir
-    return result
 
 
-def _new_run_dir(
-    logdir: str | Path, run_name: str | None, config: Any, strategy: tf.distribute.Strategy
-) -> Path:
+def _run(
+    config: Any,
+    logdir: str | Path,
+    run_name: str | None,
+    resume: bool,
+    strategy: tf.distribute.Strategy,
+) -> tuple[Any, Path, runs.State]:
+    """The configuration, directory and state of the run to train: the saved run to resume,
+    or a new one (whose directory only the chief checks is free)."""
+    if resume:
+        return _saved_run(config, logdir, run_name)
+    config.check()
     if distribute.is_chief(strategy):
-        return runs.new_run_dir(logdir, run_name, config)
-    return Path(logdir) / (run_name or runs.default_run_name(config))  # the chief's to check
+        run_dir = runs.new_run_dir(logdir, run_name, config)
+    else:
+        run_dir = Path(logdir) / (run_name or runs.default_run_name(config))
+    return config, run_dir, runs.State()
 
 
 def _model(
@@ -321,11 +330,7 @@ def train_binary_addition(
     whole-sum accuracy at 8, 16, 32 and 64 bits. `resume`, `callbacks` and `strategy` as for
     `train_language_model`."""
     strategy = strategy or tf.distribute.get_strategy()
-    if resume:
-        config, run_dir, state = _saved_run(config, logdir, run_name)
-    else:
-        config.check()
-        run_dir, state = _new_run_dir(logdir, run_name, config, strategy), runs.State()
+    config, run_dir, state = _run(config, logdir, run_name, resume, strategy)
     with distribute.writing_place(run_dir, strategy) as place:
         if not resume:
             runs.create(place, config)
@@ -339,23 +344,21 @@ def train_binary_addition(
             ),
         )
         held_out = addition_problems(1000, config.bits, seed=config.seed + 1)
-        budget = TimeBudget(config.time_budget, state.training_seconds)
-        checkpoints = RunCheckpoints(place, state, config.checkpoint_every, budget.training_seconds)
         longer = tuple(bits for bits in ADDITION_WIDTHS if bits > config.bits)
         callbacks = [
             *callbacks,
             _tensorboard(place),
             AdditionWidths(place, longer, config.seed),
             HParams(place, dict(config.__dict__)),
-            checkpoints,
             StopWhenConfident(*held_out, tolerance=0.005),
-            budget,
         ]
         result = _fit(
             model,
-            checkpoints,
+            run_dir,
+            place,
+            state,
+            config,
             callbacks,
-            config.epochs,
             max(1, config.problems_per_epoch // config.batch_size),
             lambda batch: distribute.shard_by_data(_addition_batches(config, batch)),
             validation_data=held_out,
@@ -365,7 +368,6 @@ def train_binary_addition(
         best_file = place / runs.MODEL
         if result.stopped is None and best_file.is_file():
             result.report = _addition_report(runs.load_model(best_file), config, longer)
-    result.run_dir = run_dir
     return result
 
 
