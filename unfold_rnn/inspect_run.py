@@ -16,7 +16,7 @@ from pathlib import Path
 import tensorflow as tf
 
 from unfold_rnn import pictures, runs
-from unfold_rnn.data import addition_problems, default_corpus, read_text
+from unfold_rnn.data import CharVocab, addition_problems, default_corpus, read_text
 from unfold_rnn.inspection import (
     Unit,
     carries,
@@ -74,8 +74,7 @@ def inspect_run(
     return _addition(run_dir, config, recurrent, layer, unit, state, out)
 
 
-def _sample_text(config, run_dir: Path, text: str | Path | None, chars: int) -> str:
-    vocab = runs.read_vocab(run_dir)
+def _sample_text(config, vocab: CharVocab, text: str | Path | None, chars: int) -> str:
     if text is not None:
         whole = read_text(text)
         alphabet = set(vocab.chars)
@@ -90,7 +89,7 @@ def _sample_text(config, run_dir: Path, text: str | Path | None, chars: int) -> 
 
 def _language_model(run_dir, config, model, text, layer, unit, state, chars, out) -> Inspection:
     vocab = runs.read_vocab(run_dir)
-    sample = _sample_text(config, run_dir, text, chars)
+    sample = _sample_text(config, vocab, text, chars)
     activations = language_model_activations(model, vocab.encode(sample)[None])
     properties = text_properties(sample)
     found = find_units(activations, properties)
@@ -107,9 +106,10 @@ def _language_model(run_dir, config, model, text, layer, unit, state, chars, out
         values = activations[top.layer][1][top.state][0, :, top.index]
         traces.append(pictures.Trace(f"tracks {prop}: {top}", values))
     heading = f"Units of {run_dir.name} over {len(sample):,} characters"
+    images = {"units": pictures.text_png(sample, traces)}
     files = [
         pictures.write(out / "units.html", pictures.text_html(sample, traces, heading)),
-        pictures.write(out / "units.png", pictures.text_png(sample, traces)),
+        pictures.write(out / "units.png", images["units"]),
     ]
     panels, gates = [], {}
     for layer_name, layer_states in activations:
@@ -120,9 +120,10 @@ def _language_model(run_dir, config, model, text, layer, unit, state, chars, out
             panels.append((f"{layer_name} {gate} gate", left, right))
             gates[f"{layer_name}/{gate}"] = (float(left.mean()), float(right.mean()))
     if panels:
-        files.append(pictures.write(out / "gates.png", pictures.saturation_png(panels)))
+        images["gates"] = pictures.saturation_png(panels)
+        files.append(pictures.write(out / "gates.png", images["gates"]))
     files.append(_write_json(out, found, chosen, chosen_r, gates))
-    _to_tensorboard(run_dir, files)
+    _to_tensorboard(run_dir, images)
     return Inspection(found, chosen, chosen_r, gates, files)
 
 
@@ -138,10 +139,11 @@ def _addition(run_dir, config, recurrent, layer, unit, state, out) -> Inspection
     values = states[shown.state][..., shown.index]
     r = float(correlations(values[..., None], carry)[0])
     title = f"{shown.layer_name} {shown.state}[{shown.index}] against the carry (r = {r:+.2f})"
-    files = [pictures.write(out / "carry.png", pictures.carry_png(values, carry, title))]
+    images = {"carry": pictures.carry_png(values, carry, title)}
+    files = [pictures.write(out / "carry.png", images["carry"])]
     chosen_r = {"carry": r} if chosen else {}
     files.append(_write_json(out, found, chosen, chosen_r, {}))
-    _to_tensorboard(run_dir, files)
+    _to_tensorboard(run_dir, images)
     return Inspection(found, chosen, chosen_r, {}, files)
 
 
@@ -154,12 +156,11 @@ def _write_json(out: Path, found, chosen, chosen_r, gates) -> Path:
     return pictures.write(out / "units.json", json.dumps(record, indent=2) + "\n")
 
 
-def _to_tensorboard(run_dir: Path, files: list[Path]) -> None:
+def _to_tensorboard(run_dir: Path, images: dict[str, bytes]) -> None:
     """The PNGs as images of the run's `inspect` run in TensorBoard (added, never replaced)."""
     writer = tf.summary.create_file_writer(str(run_dir / "inspect"))
     with writer.as_default():
-        for path in files:
-            if path.suffix == ".png":
-                image = tf.io.decode_png(path.read_bytes(), channels=4)
-                tf.summary.image(f"inspect/{path.stem}", image[None], step=0)
+        for name, png in images.items():
+            image = tf.io.decode_png(png, channels=4)
+            tf.summary.image(f"inspect/{name}", image[None], step=0)
     writer.close()

@@ -74,7 +74,8 @@ def language_model_activations(
 
 def saturation(gate: np.ndarray) -> tuple[float, float]:
     """Fractions of a gate's activations that are left (< 0.1) and right (> 0.9) saturated."""
-    return float(np.mean(gate < SATURATED_LOW)), float(np.mean(gate > SATURATED_HIGH))
+    left, right = gate_saturation(gate)  # every unit has as many values: the mean is exact
+    return float(left.mean()), float(right.mean())
 
 
 def gate_saturation(gate: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
