@@ -148,9 +148,16 @@ def build_language_model(
                 BitsPerCharacter(),
                 Perplexity(),
             ],
-            jit_compile=not tf.distribute.has_strategy() if jit_compile is None else jit_compile,
+            jit_compile=whole_step_xla() if jit_compile is None else jit_compile,
         )
     return model
+
+
+def whole_step_xla() -> bool:
+    """Whether a training step may be compiled with XLA as a whole: not within a
+    `tf.distribute` strategy's scope, where XLA cannot place the replicas' variables (Keras
+    turns it off there too)."""
+    return not tf.distribute.has_strategy()
 
 
 @keras.saving.register_keras_serializable(package="unfold_rnn")

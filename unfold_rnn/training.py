@@ -43,7 +43,11 @@ from unfold_rnn.data import (
     read_text,
     text_data,
 )
-from unfold_rnn.models import build_binary_addition_model, build_language_model
+from unfold_rnn.models import (
+    build_binary_addition_model,
+    build_language_model,
+    whole_step_xla,
+)
 
 LOG_EVERY = 20  # training steps between step-level TensorBoard scalars
 
@@ -286,8 +290,7 @@ def _model(
         if not state.checkpoint:
             return build()
         model = runs.load_checkpoint(run_dir, state)
-        if tf.distribute.has_strategy():
-            model.jit_compile = False  # as the builders choose under a strategy
+        model.jit_compile = model.jit_compile and whole_step_xla()  # as the builders choose
         return model
 
 
