@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -126,3 +127,20 @@ def lm_run(tmp_path_factory, text_file) -> Path:
     args = ["train-lm", "--text", str(text_file), *TINY, "--epochs", "2"]
     assert cli.main([*args, "--logdir", str(logdir), "--run-name", "lm"]) == 0
     return logdir / "lm"
+
+
+@pytest.fixture
+def free_ports():
+    """`free_ports(n)`: n TCP ports on 127.0.0.1 that nothing listens on, all different."""
+
+    def find(count: int) -> list[int]:
+        sockets = [socket.socket() for _ in range(count)]
+        try:
+            for s in sockets:
+                s.bind(("127.0.0.1", 0))
+            return [s.getsockname()[1] for s in sockets]
+        finally:
+            for s in sockets:
+                s.close()
+
+    return find

@@ -6,7 +6,6 @@ import json
 import math
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -91,12 +90,6 @@ def _event_tags(directory: Path) -> set[str]:
 # -- TensorBoard, served for real --------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _get(url: str, body: dict | None = None):
     data = None if body is None else json.dumps(body).encode()
     headers = {"X-XSRF-Protected": "1", "Content-Type": "application/json"}
@@ -104,8 +97,8 @@ def _get(url: str, body: dict | None = None):
         return json.loads(r.read())
 
 
-def test_tensorboard_serves_the_runs_dashboards(lm_run):
-    port = _free_port()
+def test_tensorboard_serves_the_runs_dashboards(lm_run, free_ports):
+    (port,) = free_ports(1)
     server = subprocess.Popen(
         [
             sys.executable,

@@ -6,12 +6,10 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import textwrap
 
-import keras
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -94,18 +92,8 @@ def test_mirrored_on_two_cpus_matches_one_device(tmp_path, text_file):
     assert report["addition_steps"] == 2  # train-addition runs under the strategy too
 
 
-def _free_ports(count: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(count)]
-    for s in sockets:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
-
-
-def test_two_workers_train_one_run_kept_by_the_chief(tmp_path, text_file):
-    workers = [f"127.0.0.1:{port}" for port in _free_ports(2)]
+def test_two_workers_train_one_run_kept_by_the_chief(tmp_path, text_file, free_ports):
+    workers = [f"127.0.0.1:{port}" for port in free_ports(2)]
     logdir = tmp_path / "logs"
     args = [sys.executable, "-m", "unfold_rnn", "train-lm", "--strategy", "multi-worker"]
     args += ["--text", str(text_file), "--units", "12", "--embedding-dim", "6"]
@@ -166,4 +154,3 @@ def test_multi_worker_needs_a_usable_tf_config(tf_config, message, monkeypatch):
 def test_one_process_is_its_own_chief():
     assert distribute.is_chief(tf.distribute.get_strategy())
     assert distribute.replicas() == 1
-    assert keras.distribution is not None  # Keras's own distribution API is not used here
