@@ -165,7 +165,7 @@ def test_inspect_a_language_model_run(tmp_path, lm_run, capsys):
     parser.feed(page)
     varying = [name for name, v in text_properties(text).items() if v.min() < v.max()]
     assert varying == ["line_position", "after_newline"]  # no quotes, brackets or indents
-    assert "in_quotes      (none: it does not vary in this text)" in out
+    assert "in_quotes      (none: it does not vary in this text; try --text)" in out
     traces = 1 + len(varying)  # the chosen unit, then the best for each varying property
     assert parser.spans == traces * len(text)
     assert parser.headings[0] == "chosen: rnn_1 c[3]" and len(parser.headings) == traces
@@ -212,3 +212,19 @@ def test_inspect_bad_arguments(args, message, lm_run, capsys):
     err = capsys.readouterr().err
     assert message in err and len(err.strip().splitlines()) == 1
     assert not (lm_run / "inspect").exists()
+
+
+def test_the_default_text_is_the_first_validation_window_that_varies_most(tmp_path):
+    from unfold_rnn.inspect_run import _sample_text
+
+    plain = ("a plain line\n" * 4)[:40]  # varies in line position and newlines only
+    quoted = ('say "hi" now\n' * 4)[:40]  # in quotes too
+    path = tmp_path / "text.txt"
+    path.write_text("t" * 120 + plain + quoted + plain)
+    config = LanguageModelConfig(text=str(path), val_fraction=0.5)
+    vocab = CharVocab.from_text(path.read_text())
+    assert _sample_text(config, vocab, None, 40) == quoted
+    path.write_text("t" * 120 + plain + plain.upper() + quoted)
+    assert _sample_text(config, vocab, None, 40) == quoted
+    path.write_text("t" * 120 + plain + plain.upper() + plain)
+    assert _sample_text(config, vocab, None, 40) == plain  # a tie: the first

@@ -138,7 +138,7 @@ def _parser() -> argparse.ArgumentParser:
         "RUN_DIR/inspect (or --out), pictures also to the run's TensorBoard.",
     )
     inspect.add_argument("run_dir", metavar="RUN_DIR", help="a train-lm or train-addition run")
-    inspect.add_argument("--text", help="a UTF-8 text (default: the run's validation text)")
+    inspect.add_argument("--text", help="a UTF-8 text (default: from the validation text)")
     inspect.add_argument("--chars", type=int, default=1500, help="characters of it to read")
     inspect.add_argument("--layer", type=int, default=0, help="the chosen unit's layer, from 0")
     inspect.add_argument("--unit", type=int, help="the unit to show besides those found")
@@ -292,7 +292,8 @@ def _inspect(args: argparse.Namespace) -> None:
     )
     print("Units that track each property best (Pearson's r):")
     for name, units in found.found.items():
-        best = ", ".join(str(unit) for unit in units) or "(none: it does not vary in this text)"
+        none = "(none: it does not vary in this text; try --text)"
+        best = ", ".join(str(unit) for unit in units) or none
         print(f"  {name:14} {best}")
     if found.chosen is not None and found.chosen_r:
         chosen = found.chosen

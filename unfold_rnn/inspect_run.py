@@ -13,6 +13,7 @@ import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import numpy as np
 import tensorflow as tf
 
 from unfold_rnn import pictures, runs
@@ -50,8 +51,9 @@ def inspect_run(
     chars: int = 1500,
     out: str | Path | None = None,
 ) -> Inspection:
-    """Inspect a run: a language model over `text` (a file; by default the start of the
-    run's validation text), `chars` characters of it, or a binary-addition model over new
+    """Inspect a run: a language model over `chars` characters of `text` (a file; by
+    default, of the first 8 windows of the run's validation text, the first in which the
+    most text properties vary), or a binary-addition model over new
     problems. `layer`, `unit` and `state` choose a unit to show besides those found; the
     files go to `out` (default: `<run_dir>/inspect`)."""
     run_dir = Path(run_dir)
@@ -84,7 +86,17 @@ def _sample_text(config, vocab: CharVocab, text: str | Path | None, chars: int) 
         return known[:chars]
     whole = read_text(config.text) if config.text else default_corpus()
     start = round(len(whole) * (1 - config.val_fraction))
-    return whole[start : start + chars]
+    windows = [whole[at : at + chars] for at in range(start, len(whole), chars)][:WINDOWS]
+    return max(windows, key=_properties_varying)  # the first of the most telling ones
+
+
+WINDOWS = 8  # windows of the validation text tried for a default sample
+
+
+def _properties_varying(text: str) -> int:
+    """In how many of the text properties the text varies (a sample without quotes cannot
+    show a quote unit)."""
+    return sum(bool(np.ptp(values)) for values in text_properties(text).values())
 
 
 def _language_model(run_dir, config, model, text, layer, unit, state, chars, out) -> Inspection:
