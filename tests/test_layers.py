@@ -278,34 +278,44 @@ def test_dropout_scan_equals_loop_with_the_same_masks(kind, rng):
     assert not np.allclose(outputs, layer(x, training=False))
 
 
+@pytest.mark.parametrize("input_bias", [False, True], ids=["xW+b", "xW,b"])
 @pytest.mark.parametrize("compiled", [False, True], ids=["eager", "xla"])
-def test_handwritten_bptt_equals_autodiff_through_the_scan(kind, rng, compiled):
+def test_handwritten_bptt_equals_autodiff_through_the_scan(kind, rng, compiled, input_bias):
     """The hand-written backward pass against TensorFlow's autodiff through the plain scan,
     with a mask, initial states and a recurrent dropout mask (which Keras parity cannot
-    cover: Keras draws its masks differently)."""
+    cover: Keras draws its masks differently); given x W + b, or x W and b apart (as the
+    layers call it), and then also b's gradient."""
     layer, _ = _built_pair(kind, rng)
     cell = layer.cell
     if not cell.one_matmul_per_step:
         pytest.skip("a cell with two matmuls per step uses autodiff through the scan")
     projected = tf.constant(rng.normal(size=(T, B, cell.gates * UNITS)).astype("float32"))
+    bias = tf.constant(rng.normal(size=(cell.gates * UNITS,)).astype("float32"))
     states = tuple(tf.constant(s) for s in _initial_state(kind, rng))
     mask = tf.constant(MASK.T)  # (T, B)
     recurrent_mask = tf.constant(rng.choice([0.0, 2.0], size=(B, UNITS)).astype("float32"))
 
     def plain(cell, projected, states, mask, recurrent_mask):
         step = lambda p_t, s: cell.step(p_t, s, recurrent_mask)  # noqa: E731
-        return unfold_rnn.layers._scan(step, projected, states, mask)
+        all_states = unfold_rnn.layers._scan(step, projected + bias, states, mask)
+        return all_states[0], [s[-1] for s in all_states]
+
+    def handwritten(cell, projected, states, mask, recurrent_mask):
+        bptt = unfold_rnn.layers._scan_with_bptt
+        if input_bias:
+            return bptt(cell, projected, states, mask, recurrent_mask, bias)
+        return bptt(cell, projected + bias, states, mask, recurrent_mask)
 
     def run(loop):
         with tf.GradientTape() as tape:
-            tape.watch([projected, *states])
-            all_states = loop(cell, projected, states, mask, recurrent_mask)
-            loss = tf.add_n([tf.reduce_sum(s * _probe(s)) for s in all_states])
-        sources = [projected, *states, *(w.value for w in cell.trainable_weights)]
+            tape.watch([projected, bias, *states])
+            outputs, final_states = loop(cell, projected, states, mask, recurrent_mask)
+            results = [outputs, *final_states]  # h at every step, then each final state
+            loss = tf.add_n([tf.reduce_sum(s * _probe(s)) for s in results])
+        sources = [projected, bias, *states, *(w.value for w in cell.trainable_weights)]
         grads = tape.gradient(loss, sources, unconnected_gradients=tf.UnconnectedGradients.ZERO)
-        return list(all_states), grads
+        return results, grads
 
-    handwritten = unfold_rnn.layers._scan_with_bptt
     if compiled:
         handwritten = tf.function(handwritten, jit_compile=True)
         run = tf.function(run)
@@ -313,7 +323,8 @@ def test_handwritten_bptt_equals_autodiff_through_the_scan(kind, rng, compiled):
     out_auto, grads_auto = run(plain)
     _assert_all_close(out_hand, out_auto)
     _assert_all_close(grads_hand, grads_auto)
-    assert np.abs(grads_hand[len(states) + 2]).max() > 0  # U's gradient is not trivially 0
+    assert np.abs(grads_hand[1]).max() > 0  # b's gradient is not trivially 0
+    assert np.abs(grads_hand[2 + len(states) + 1]).max() > 0  # nor U's
 
 
 def test_a_two_matmul_step_uses_autodiff(rng):

@@ -49,7 +49,7 @@ class _RecurrentCell(keras.layers.Layer):
     """What the three cells share: arguments, the fused weights and the Keras cell contract.
 
     Subclasses set `gates` (how many blocks of `units` columns the kernels hold), may override
-    `_bias_shape` / `_bias_initializer` / `_input_bias` / `recurrent_weights`, and write
+    `_bias_shape` / `_bias_initializer` / `input_bias` / `recurrent_weights`, and write
     `combine_sum` (or `combine`, setting `adds_projections = False`; or, for a step with more
     than one matmul, `step_with_gates`).
     """
@@ -137,17 +137,18 @@ class _RecurrentCell(keras.layers.Layer):
     def _bias_initializer(self) -> Any:
         return self.bias_initializer
 
-    def _input_bias(self) -> Any:
+    def input_bias(self) -> Any:
         """The part of the bias added to x W (all of it, except for GRU's reset_after)."""
         return self.bias
 
     # -- maths -----------------------------------------------------------------------------
 
-    def project_inputs(self, inputs: tf.Tensor) -> tf.Tensor:
-        """x W + b_input for inputs of shape (..., input_dim) -> (..., gates * units)."""
+    def project_inputs(self, inputs: tf.Tensor, bias: bool = True) -> tf.Tensor:
+        """x W + b_input for inputs of shape (..., input_dim) -> (..., gates * units);
+        x W alone with `bias=False`, for a caller that adds b_input itself."""
         projected = tf.tensordot(inputs, self.kernel, axes=1)
-        bias = self._input_bias() if self.use_bias else None
-        return projected if bias is None else projected + bias
+        input_bias = self.input_bias() if self.use_bias and bias else None
+        return projected if input_bias is None else projected + input_bias
 
     def step(
         self, projected: tf.Tensor, states: State, recurrent_mask: tf.Tensor | None = None
@@ -329,7 +330,7 @@ class GRUCell(_RecurrentCell):
     def _bias_shape(self) -> tuple[int, ...]:
         return (2, 3 * self.units) if self.reset_after else (3 * self.units,)
 
-    def _input_bias(self) -> Any:
+    def input_bias(self) -> Any:
         return self.bias[0] if self.reset_after else self.bias
 
     adds_projections = False  # the reset gate multiplies h U's candidate block alone
