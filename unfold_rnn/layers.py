@@ -14,7 +14,8 @@ What the loop really does, in order:
 2. project the inputs of every step at once, x W + b: one (T·B, D) x (D, gates·units) matmul
    instead of T small ones inside the loop;
 3. `tf.scan` the cell's recurrent half over t, carrying the states; where a mask is given,
-   a masked step carries the states unchanged;
+   a masked step carries the states unchanged (for cells whose step is one matmul,
+   `_scan_with_bptt` runs the same loop with backpropagation through time written by hand);
 4. swap the outputs back to batch-major.
 
 The public layers `VanillaRNN`, `GRU` and `LSTM` are thin: a cell plus Keras's arguments, so
@@ -34,7 +35,7 @@ from unfold_rnn import _checks
 from unfold_rnn.cells import GRUCell, LSTMCell, VanillaCell, _masked, state_sizes
 
 # Keras arguments that only matter to cuDNN or to Keras's own loop. Old scripts pass them, so
-# they are accepted; our loop is always `tf.scan`, never unrolled, never cuDNN.
+# they are accepted; our loop is always our own (tf.scan), never unrolled, never cuDNN.
 _IGNORED_KERAS_ARGS = ("use_cudnn", "implementation", "time_major")
 
 
