@@ -298,7 +298,7 @@ def test_handwritten_bptt_equals_autodiff_through_the_scan(kind, rng, compiled, 
     def plain(cell, projected, states, mask, recurrent_mask):
         step = lambda p_t, s: cell.step(p_t, s, recurrent_mask)  # noqa: E731
         all_states = unfold_rnn.layers._scan(step, projected + bias, states, mask)
-        return all_states[0], [s[-1] for s in all_states]
+        return tf.transpose(all_states[0], [1, 0, 2]), [s[-1] for s in all_states]
 
     def handwritten(cell, projected, states, mask, recurrent_mask):
         bptt = unfold_rnn.layers._scan_with_bptt

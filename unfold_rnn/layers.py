@@ -120,7 +120,7 @@ def _scan_with_bptt(
     --memory`): XLA's peak buffer use fell from 1.0 GB to 0.48 GB.
 
     Returns:
-        h at every step, (T, B, H), and the final states, each (B, size).
+        h at every step, batch-major (B, T, H), and the final states, each (B, size).
     """
     kernel, bias = cell.recurrent_weights()
     dtype = projected.dtype
@@ -151,6 +151,7 @@ def _scan_with_bptt(
             return p if b_in is None else p + b_in
 
         def forward(t, states, saved, stacks):
+            stacks = [s.write(t, state) for s, state in zip(stacks, states, strict=True)]
             p_t = () if adds else plus_input_bias(projected[t])
             r_t = cell.project_state(states[0], recurrent_mask, projection)
             saved = saved.write(t, plus_input_bias(saved.read(t)) + r_t if adds else r_t)
@@ -159,7 +160,6 @@ def _scan_with_bptt(
             # step, before the write, made it copy the whole array at every step.
             saved_t = saved.read(t)
             new_states = _keep_where(keep(t), rest_of_step(p_t, saved_t, states), states)
-            stacks = [s.write(t, n) for s, n in zip(stacks, new_states, strict=True)]
             return t + 1, new_states, saved, stacks
 
         saved = _slots(projected) if adds else _empty_slots(steps, projected[0])
@@ -170,23 +170,25 @@ def _scan_with_bptt(
             (tf.constant(0), states0, saved, stacks),
             maximum_iterations=steps,
         )
-        all_states = tuple(s.stack() for s in stacks)  # each (T, B, size)
+        # The states each step started from, states_{t-1}: what the backward pass reads, and
+        # h_{t-1} is the left factor of dU as it stands (h_t would need a shifted copy).
+        previous = tuple(s.stack() for s in stacks)  # each (T, B, size)
         saved = saved.stack()  # z_t if adds, else r_t: (T, B, G)
+        # h_t at every step, batch-major: the gradient arrives batch-major too, and the
+        # backward loop reads it in place (a time-major output would be transposed into a
+        # copy going back).
+        outputs = tf.concat([previous[0][1:], final_states[0][None]], axis=0)
+        outputs = _swap_batch_and_time(outputs)
 
         def grad(d_outputs, *d_final_states):
             # The gradients of h_t at every step, and of the final states (the gradient of
             # a state's whole sequence would be zeros but for its last step: it stays out).
-            def previous(t: tf.Tensor) -> list[tf.Tensor]:  # states_{t-1}
-                before = tf.maximum(t - 1, 0)
-                pairs = zip(all_states, states0, strict=True)
-                return [tf.where(t > 0, s[before], s0) for s, s0 in pairs]
-
             def backward(t, ds, d_saved, d_projected):
                 saved_t = d_saved.read(t)
                 p_t = () if adds else plus_input_bias(d_projected.read(t))
-                prev_t = previous(t)
+                prev_t = [s[t] for s in previous]
                 if d_outputs is not None:
-                    ds = [ds[0] + d_outputs[t], *ds[1:]]
+                    ds = [ds[0] + d_outputs[:, t], *ds[1:]]
                 sources = [saved_t, *prev_t] + ([] if adds else [p_t])
                 with tf.GradientTape() as tape:
                     tape.watch(sources)
@@ -218,19 +220,25 @@ def _scan_with_bptt(
             )
             d_recurrent = d_recurrent.stack()  # (T, B, G)
             d_projected = d_recurrent if adds else d_projected.stack()
-            h_in = tf.concat([states0[0][None], all_states[0][:-1]], axis=0)  # h_{t-1}
-            h_in = _masked(h_in, recurrent_mask)  # (T, B, H)
-            d_weights = [tf.tensordot(h_in, d_recurrent, axes=[[0, 1], [0, 1]])]
+            h_in = _masked(previous[0], recurrent_mask)  # (T, B, H): h_{t-1} * m
+            # (T·B, H)ᵀ (T·B, G) as one matmul that reads h_in transposed (a tensordot would
+            # first write out a transposed copy).
+            d_weights = [tf.matmul(_rows(h_in), _rows(d_recurrent), transpose_a=True)]
             if bias is not None:
                 d_weights.append(tf.reduce_sum(d_recurrent, axis=[0, 1]))
             if b_in is not None:
                 d_weights.append(tf.reduce_sum(d_projected, axis=[0, 1]))
             return (d_projected, *d_initial, *d_weights)
 
-        return (all_states[0], *final_states), grad
+        return (outputs, *final_states), grad
 
     outputs, *final_states = loop(projected, *initial_states, *weights)
     return outputs, final_states
+
+
+def _rows(x: tf.Tensor) -> tf.Tensor:
+    """(T, B, size) -> (T·B, size)."""
+    return tf.reshape(x, [-1, tf.shape(x)[-1]])
 
 
 @keras.saving.register_keras_serializable(package="unfold_rnn")
@@ -474,20 +482,22 @@ class Unfold(keras.layers.Layer):
             all_states = _scan(
                 lambda x_t, s: cell.step(x_t, s, recurrent_mask), projected, states, mask
             )
-            outputs, final_states = all_states[0], [s[-1] for s in all_states]
-        # outputs: (T, B, H), h at every step; final_states: each (B, size)
+            outputs = _swap_batch_and_time(all_states[0])
+            final_states = [s[-1] for s in all_states]
+        # outputs: (B, T, H), h at every step; final_states: each (B, size)
         if mask is not None:
             # Before the first kept step Keras outputs zeros (after it, h carries over masked
             # steps, which is what Keras repeats); with zero_output_for_mask, zeros at every
             # masked step.
             keep = mask if self.zero_output_for_mask else tf.cumsum(tf.cast(mask, tf.int32)) > 0
+            keep = tf.transpose(keep)  # (B, T)
             outputs = tf.where(keep[:, :, None], outputs, tf.zeros_like(outputs))
 
         if self._state_variables is not None:
             for variable, state in zip(self._state_variables, final_states, strict=True):
                 variable.assign(tf.cast(state, variable.dtype))
 
-        output = _swap_batch_and_time(outputs) if self.return_sequences else outputs[-1]
+        output = outputs if self.return_sequences else outputs[:, -1]
         if self.return_state:
             return output, *final_states
         return output
