@@ -22,6 +22,7 @@ its default threads.
 
     python benchmarks/speed.py [--rounds 2] [--configs base wide long 2layer] [--cells ...]
     python benchmarks/speed.py --memory        # also peak memory at 1,000 steps
+    python benchmarks/speed.py --systems ours+xla keras torch   # some systems only
 
 Printed: tokens/s of each system (median over rounds), and ratios of ours to the others.
 """
@@ -47,6 +48,7 @@ CONFIGS = {
 }
 CELLS = ("vanilla", "gru", "lstm")
 EMBEDDING, VOCAB = 64, 65
+SYSTEMS = ("ours", "ours+xla", "keras", "keras+xla", "torch")
 KERAS_NAMES = {"vanilla": "SimpleRNN", "gru": "GRU", "lstm": "LSTM"}
 TORCH_NAMES = {"vanilla": "RNN", "gru": "GRU", "lstm": "LSTM"}
 
@@ -195,6 +197,9 @@ def main() -> None:
         "--batches", type=int, default=24, help="training steps per process (a third at 1,000)"
     )
     parser.add_argument("--memory", action="store_true", help="peak memory at 1,000 steps")
+    parser.add_argument(
+        "--systems", nargs="+", default=list(SYSTEMS), choices=list(SYSTEMS), help="to compare"
+    )
     parser.add_argument("--memory-only", action="store_true", help="only the memory table")
     parser.add_argument("--worker", nargs=3, help=argparse.SUPPRESS)  # system cell config
     args = parser.parse_args()
@@ -203,10 +208,11 @@ def main() -> None:
         worker(args)
         return
 
-    systems = ["ours", "ours+xla", "keras", "keras+xla"]
-    systems += ["torch"] if importlib.util.find_spec("torch") else []
+    has_torch = importlib.util.find_spec("torch") is not None
+    systems = [s for s in args.systems if s != "torch" or has_torch]
     ratios = [("ours", "keras"), ("ours+xla", "keras"), ("ours+xla", "keras+xla")]
-    ratios += [("ours+xla", "torch")] if "torch" in systems else []
+    ratios += [("ours+xla", "torch")]
+    ratios = [(a, b) for a, b in ratios if a in systems and b in systems]
     print(f"{args.rounds} rounds; {os.cpu_count()} CPUs; tokens/s, median over rounds")
     header = f"{'config':7} {'cell':8}" + "".join(f"{s:>10}" for s in systems)
     header += "".join(f"{a + '/' + b:>20}" for a, b in ratios)
@@ -236,9 +242,8 @@ def main() -> None:
                 f"{s} {r['memory_mb']:,.0f} ({r['lifetime_peak_mb']:,.0f})"
                 for s, r in results.items()
             )
-            against = "   ".join(
-                f"{s}/keras {memory[s] / memory['keras']:.2f}x" for s in ("ours", "ours+xla")
-            )
+            mine = [s for s in ("ours", "ours+xla") if s in memory and "keras" in memory]
+            against = "   ".join(f"{s}/keras {memory[s] / memory['keras']:.2f}x" for s in mine)
             print(f"{cell:8} {row}   {against}", flush=True)
 
 
