@@ -2,9 +2,16 @@
 character-level language model, each given the same time budget.
 
 Every system is the same 2 x 256 model from `build_language_model` (batch 64, 100 steps,
-embedding 64, Adam 2e-3 clipped at global norm 5) with only the recurrent layer class
-changed, trained in its own process, one after another, on the first 90% of the text and
-evaluated on the last 10% every `--eval-steps` training steps (evaluation time not counted).
+embedding 64, dropout `--dropout` after the embedding and each recurrent layer, Adam clipped
+at global norm 5) with only the recurrent layer class changed, trained in its own process,
+one after another, on the first 90% of the text and evaluated on the last 10% every
+`--eval-steps` training steps (evaluation time not counted).
+
+The learning rate follows a cosine from 2e-3 down to `--final-lr` over the time budget, by
+training seconds: every system gets the same schedule in time, and one that runs more steps
+per second takes more steps at each rate. Decaying the rate to the end of a fixed budget
+is what budgeted training recommends (Li, Yumer & Ramanan, "Budgeted Training", ICLR 2020);
+`--final-lr 2e-3` keeps it constant.
 
     python benchmarks/lm_quality.py ../shared/data/tinyshakespeare.txt --minutes 10
 
@@ -33,6 +40,8 @@ parser.add_argument("--minutes", type=float, default=10.0, help="training time p
 parser.add_argument("--systems", nargs="+", default=list(SYSTEMS), choices=list(SYSTEMS))
 parser.add_argument("--eval-steps", type=int, default=100, help="training steps between evals")
 parser.add_argument("--seed", type=int, default=0)
+parser.add_argument("--dropout", type=float, default=0.0, help="rate of the Dropout layers")
+parser.add_argument("--final-lr", type=float, default=1e-4, help="learning rate at the end")
 parser.add_argument("--out", default=str(Path(__file__).parent / "results"))
 parser.add_argument("--one", help=argparse.SUPPRESS)  # internal: train one system, print JSON
 args = parser.parse_args()
@@ -42,7 +51,7 @@ batch_size = 64  # windows per batch
 units = 256  # state size of each recurrent layer
 num_layers = 2  # recurrent layers stacked
 embedding_dim = 64  # size of each character's embedding
-learning_rate = 2e-3  # Adam
+learning_rate = 2e-3  # Adam, at the start
 val_fraction = 0.1  # the text's last 10% is for validation
 
 
@@ -62,16 +71,33 @@ def train_one(name: str) -> dict:
     module, cls = SYSTEMS[name]
     layer_class = getattr(importlib.import_module(module), cls)
     model = build_language_model(
-        len(data.vocab), layer_class, units, num_layers, embedding_dim, learning_rate=learning_rate
+        len(data.vocab),
+        layer_class,
+        units,
+        num_layers,
+        embedding_dim,
+        dropout=args.dropout,
+        learning_rate=learning_rate,
     )
     budget = TimeBudget(args.minutes * 60)
+
+    class CosineInTime(keras.callbacks.Callback):
+        """The learning rate from `learning_rate` to --final-lr along a half cosine, by the
+        fraction of the time budget spent so far."""
+
+        def on_train_batch_begin(self, batch, logs=None):
+            done = min(1.0, budget.training_seconds() / budget.seconds)
+            cosine = (1 + math.cos(math.pi * done)) / 2  # 1 -> 0
+            rate = args.final_lr + (learning_rate - args.final_lr) * cosine
+            self.model.optimizer.learning_rate.assign(rate)
+
     model.fit(
         data.train,
         steps_per_epoch=args.eval_steps,
         epochs=10**9,  # the budget stops it
         validation_data=data.validation,
         shuffle=False,
-        callbacks=[budget],
+        callbacks=[CosineInTime(), budget],
         verbose=0,
     )
     steps_per_second = args.eval_steps * len(budget.history) / budget.elapsed
@@ -159,6 +185,10 @@ for name in args.systems:
         str(args.eval_steps),
         "--seed",
         str(args.seed),
+        "--dropout",
+        str(args.dropout),
+        "--final-lr",
+        str(args.final_lr),
     ]
     print(f"training {name} for {args.minutes:g} minutes ...", flush=True)
     done = subprocess.run(command, capture_output=True, text=True, check=False)
