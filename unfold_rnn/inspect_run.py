@@ -13,7 +13,6 @@ import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import numpy as np
 import tensorflow as tf
 
 from unfold_rnn import pictures, runs
@@ -27,6 +26,7 @@ from unfold_rnn.inspection import (
     language_model_activations,
     layer_activations,
     text_properties,
+    varies,
 )
 from unfold_rnn.layers import Unfold
 
@@ -86,7 +86,8 @@ def _sample_text(config, vocab: CharVocab, text: str | Path | None, chars: int) 
         return known[:chars]
     whole = read_text(config.text) if config.text else default_corpus()
     start = round(len(whole) * (1 - config.val_fraction))
-    windows = [whole[at : at + chars] for at in range(start, len(whole), chars)][:WINDOWS]
+    starts = range(start, len(whole), chars)[:WINDOWS]
+    windows = [whole[at : at + chars] for at in starts]
     return max(windows, key=_properties_varying)  # the first of the most telling ones
 
 
@@ -96,7 +97,7 @@ WINDOWS = 8  # windows of the validation text tried for a default sample
 def _properties_varying(text: str) -> int:
     """In how many of the text properties the text varies (a sample without quotes cannot
     show a quote unit)."""
-    return sum(bool(np.ptp(values)) for values in text_properties(text).values())
+    return sum(varies(values) for values in text_properties(text).values())
 
 
 def _language_model(run_dir, config, model, text, layer, unit, state, chars, out) -> Inspection:

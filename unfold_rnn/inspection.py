@@ -163,6 +163,12 @@ class Unit:
         return f"{self.layer_name} {self.state}[{self.index}] (r = {self.r:+.2f})"
 
 
+def varies(signal: np.ndarray) -> bool:
+    """Whether a signal takes more than one value (a unit cannot be found to track one that
+    does not: a text without quotes, say)."""
+    return bool(np.ptp(signal) > 0)
+
+
 def find_units(
     activations: Sequence[tuple[str, dict[str, np.ndarray]]],
     signals: dict[str, np.ndarray],
@@ -174,7 +180,7 @@ def find_units(
     found = {}
     for name, signal in signals.items():
         units = []
-        if not np.ptp(signal) > 0:
+        if not varies(signal):
             found[name] = units
             continue
         for layer, (layer_name, states) in enumerate(activations):
