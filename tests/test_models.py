@@ -99,6 +99,20 @@ def test_language_model_dropout_and_builtin_layers():
     assert sum(isinstance(layer, keras.layers.Dropout) for layer in model.layers) == 3
 
 
+def test_language_model_dropout_keeps_one_mask_per_sequence(tmp_path):
+    model = build_language_model(10, units=8, embedding_dim=6, dropout=0.5)
+    model.save(tmp_path / "lm.keras")
+    loaded = keras.models.load_model(tmp_path / "lm.keras", safe_mode=True)
+    for built in (model, loaded):
+        for name, features in (("dropout_0", 6), ("dropout_1", 8), ("dropout_2", 8)):
+            dropped = built.get_layer(name)(np.ones((16, 7, features), "float32"), training=True)
+            dropped = np.asarray(dropped)
+            # Every feature of a sequence is either dropped at all 7 steps or kept (scaled
+            # by 1 / (1 - 0.5)) at all of them.
+            np.testing.assert_array_equal(dropped, np.repeat(dropped[:, :1], 7, axis=1))
+            assert set(np.unique(dropped)) == {0.0, 2.0}
+
+
 def test_language_model_saves_and_loads_with_its_metrics(tmp_path):
     model = build_language_model(12, units=8, embedding_dim=4)
     model.fit(np.ones((4, 5), "int32"), np.ones((4, 5), "int32"), verbose=0)

@@ -84,6 +84,11 @@ class WholeSequenceAccuracy(keras.metrics.MeanMetricWrapper):
 # -- builders ----------------------------------------------------------------------------------
 
 
+def _sequence_dropout(rate: float, features: int, name: str) -> keras.layers.Dropout:
+    """Dropout on (B, T, features) with one mask per sequence: (B, 1, features), broadcast."""
+    return keras.layers.Dropout(rate, noise_shape=(None, 1, features), name=name)
+
+
 def build_language_model(
     vocab_size: int,
     cell: str | type = "lstm",
@@ -102,7 +107,11 @@ def build_language_model(
 
     Embedding -> `num_layers` recurrent layers (all returning sequences) -> Dense. With
     `dropout`, a Dropout layer follows the embedding and each recurrent layer (the
-    non-recurrent connections, as in Zaremba et al. 2014).
+    non-recurrent connections, as in Zaremba et al. 2014), with one mask per sequence, the
+    same at every time step (variational dropout, Gal & Ghahramani 2016, as the layers' own
+    `dropout`). Per-step masks cost XLA on a CPU a random number per activation: measured on
+    2 cores, 2 x 256 LSTM at rate 0.1, ~11.8k tokens/s with them against ~16.4k with one mask
+    per sequence and ~15-19k without dropout.
 
     Compiled (unless `compile=False`) with Adam at `learning_rate`, gradients clipped to a
     global norm of `clipnorm`, sparse cross-entropy from logits, and the metrics accuracy,
@@ -133,10 +142,10 @@ def build_language_model(
     h = keras.layers.Embedding(vocab_size, embedding_dim, name="embedding")(ids)  # (B, T, E)
     for i in range(num_layers):
         if dropout:
-            h = keras.layers.Dropout(dropout, name=f"dropout_{i}")(h)
+            h = _sequence_dropout(dropout, embedding_dim if i == 0 else units, f"dropout_{i}")(h)
         h = layer_class(units, return_sequences=True, name=f"rnn_{i}")(h)  # (B, T, H)
     if dropout:
-        h = keras.layers.Dropout(dropout, name=f"dropout_{num_layers}")(h)
+        h = _sequence_dropout(dropout, units, f"dropout_{num_layers}")(h)
     logits = keras.layers.Dense(vocab_size, dtype="float32", name="logits")(h)  # (B, T, V)
     model = keras.Model(ids, logits, name=name or f"char_{_cell_name(cell)}")
     if compile:
