@@ -26,7 +26,7 @@ any of them replaces `keras.layers.SimpleRNN`, `keras.layers.GRU` or `keras.laye
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import keras
 import tensorflow as tf
@@ -86,6 +86,114 @@ def _empty_slots(steps: tf.Tensor, like: tf.Tensor) -> tf.TensorArray:
     return tf.TensorArray(like.dtype, size=steps, element_shape=like.shape, clear_after_read=False)
 
 
+class _Step(NamedTuple):
+    """One step of `_scan_with_bptt`, split as both of its loops use it: the matmul
+    r_t = (h_{t-1} * m) U + b', then the cell's element-wise rest."""
+
+    cell: Any
+    projection: tuple  # (U, b' or None): the tensors the gradient is taken for
+    input_bias: tf.Tensor | None  # b, added to each x_t W inside the loop (None: no bias)
+    mask: tf.Tensor | None  # (T, B): False where a step keeps the states it was given
+    recurrent_mask: tf.Tensor | None  # (B, H): m, the recurrent dropout mask
+
+    def plus_input_bias(self, p: tf.Tensor) -> tf.Tensor:  # x_t W -> x_t W + b
+        return p if self.input_bias is None else p + self.input_bias
+
+    def matmul(self, h: tf.Tensor) -> tf.Tensor:
+        return self.cell.project_state(h, self.recurrent_mask, self.projection)
+
+    def rest(self, t: tf.Tensor, p_t: Any, saved_t: tf.Tensor, states: Sequence[tf.Tensor]):
+        """The new states from the saved z_t (cells that add the projections) or from p_t
+        and r_t; the old ones where step t is masked."""
+        if self.cell.adds_projections:
+            new = self.cell.combine_sum(saved_t, tuple(states))[0]
+        else:
+            new = self.cell.combine(p_t, saved_t, tuple(states))[0]
+        return _keep_where(None if self.mask is None else self.mask[t], new, states)
+
+
+def _forward_through_time(step: _Step, projected: tf.Tensor, initial_states: tuple):
+    """The forward loop over x_t W (T, B, G). Returns the final states, the states each step
+    started from (states_{t-1}, each (T, B, size)) and, (T, B, G), what the backward loop
+    reads: z_t = x_t W + b + r_t, written over x_t W, for cells that add the projections;
+    r_t otherwise."""
+    adds = step.cell.adds_projections
+    steps = tf.shape(projected)[0]
+
+    def forward(t, states, saved, stacks):
+        stacks = [s.write(t, state) for s, state in zip(stacks, states, strict=True)]
+        p_t = () if adds else step.plus_input_bias(projected[t])
+        r_t = step.matmul(states[0])
+        saved = saved.write(t, step.plus_input_bias(saved.read(t)) + r_t if adds else r_t)
+        # The rest of the step reads z_t (or r_t) back from the slot just written: XLA then
+        # updates the slot in place, where reading p_t from it in the rest of the step,
+        # before the write, made it copy the whole array at every step.
+        return t + 1, step.rest(t, p_t, saved.read(t), states), saved, stacks
+
+    saved = _slots(projected) if adds else _empty_slots(steps, projected[0])
+    stacks = [_empty_slots(steps, s) for s in initial_states]
+    _, final_states, saved, stacks = tf.while_loop(
+        lambda t, *_: t < steps,
+        forward,
+        (tf.constant(0), initial_states, saved, stacks),
+        maximum_iterations=steps,
+    )
+    # states_{t-1}: what the backward loop reads, and h_{t-1} is the left factor of dU as it
+    # stands (h_t would need a shifted copy).
+    previous = tuple(s.stack() for s in stacks)
+    return final_states, previous, saved.stack()
+
+
+def _backward_through_time(
+    step: _Step,
+    d_outputs: tf.Tensor | None,
+    d_final_states: list[tf.Tensor],
+    saved: tf.Tensor,
+    previous: tuple,
+    projected: tf.Tensor,
+):
+    """The backward loop, t = T-1 .. 0, given the gradients of h at every step (B, T, H),
+    and of the final states. Returns the gradients of the initial states, dr_t at every step
+    (written over `saved`), and dp_t (written over x_t W; dr_t itself if the cell adds its
+    projections), each (T, B, G)."""
+    adds = step.cell.adds_projections
+    kernel = step.projection[0]
+
+    def backward(t, ds, d_saved, d_projected):
+        saved_t = d_saved.read(t)
+        p_t = () if adds else step.plus_input_bias(d_projected.read(t))
+        prev_t = [s[t] for s in previous]
+        if d_outputs is not None:
+            ds = [ds[0] + d_outputs[:, t], *ds[1:]]
+        sources = [saved_t, *prev_t] + ([] if adds else [p_t])
+        with tf.GradientTape() as tape:
+            tape.watch(sources)
+            new_states = step.rest(t, p_t, saved_t, prev_t)
+        dr_t, *dprev = tape.gradient(
+            new_states,
+            sources,
+            output_gradients=ds,
+            unconnected_gradients=tf.UnconnectedGradients.ZERO,
+        )
+        if not adds:
+            d_projected = d_projected.write(t, dprev.pop())
+        dh = tf.matmul(dr_t, kernel, transpose_b=True)  # (B, H)
+        dprev[0] = dprev[0] + _masked(dh, step.recurrent_mask)
+        return t - 1, dprev, d_saved.write(t, dr_t), d_projected
+
+    steps = tf.shape(saved)[0]
+    # dr_t overwrites z_t (or r_t), and dp_t overwrites p_t.
+    d_projected = () if adds else _slots(projected)
+    _, d_initial, d_recurrent, d_projected = tf.while_loop(
+        lambda t, *_: t >= 0,
+        backward,
+        (steps - 1, d_final_states, _slots(saved), d_projected),
+        maximum_iterations=steps,
+    )
+    d_recurrent = d_recurrent.stack()
+    return d_initial, d_recurrent, d_recurrent if adds else d_projected.stack()
+
+
 def _scan_with_bptt(
     cell: Any,
     projected: tf.Tensor,
@@ -126,54 +234,14 @@ def _scan_with_bptt(
     dtype = projected.dtype
     weights = [tf.cast(w, dtype) for w in (kernel, bias, input_bias) if w is not None]
     count = len(initial_states)
-    steps = tf.shape(projected)[0]
-
-    # Vanilla and LSTM use x W and h U only through their sum z: the forward pass keeps z_t
-    # (in x W's place), and the backward pass has dp_t = dr_t = dz_t.
-    adds = cell.adds_projections
-
-    def rest_of_step(p_t: Any, saved_t: tf.Tensor, states: tuple) -> tuple:
-        """The step after its matmul, from the saved z_t (adds) or from p_t and r_t."""
-        if adds:
-            return cell.combine_sum(saved_t, states)[0]
-        return cell.combine(p_t, saved_t, states)[0]
-
-    def keep(t: tf.Tensor) -> tf.Tensor | None:
-        return None if mask is None else mask[t]
 
     @tf.custom_gradient
     def loop(projected, *args):
         states0, weights = tuple(args[:count]), list(args[count:])
         b_in = weights.pop() if input_bias is not None else None
         projection = (weights[0], weights[1] if bias is not None else None)
-
-        def plus_input_bias(p: tf.Tensor) -> tf.Tensor:  # x_t W -> x_t W + b
-            return p if b_in is None else p + b_in
-
-        def forward(t, states, saved, stacks):
-            stacks = [s.write(t, state) for s, state in zip(stacks, states, strict=True)]
-            p_t = () if adds else plus_input_bias(projected[t])
-            r_t = cell.project_state(states[0], recurrent_mask, projection)
-            saved = saved.write(t, plus_input_bias(saved.read(t)) + r_t if adds else r_t)
-            # The rest of the step reads z_t (or r_t) back from the slot just written: XLA
-            # then updates the slot in place, where reading p_t from it in the rest of the
-            # step, before the write, made it copy the whole array at every step.
-            saved_t = saved.read(t)
-            new_states = _keep_where(keep(t), rest_of_step(p_t, saved_t, states), states)
-            return t + 1, new_states, saved, stacks
-
-        saved = _slots(projected) if adds else _empty_slots(steps, projected[0])
-        stacks = [_empty_slots(steps, s) for s in states0]
-        _, final_states, saved, stacks = tf.while_loop(
-            lambda t, *_: t < steps,
-            forward,
-            (tf.constant(0), states0, saved, stacks),
-            maximum_iterations=steps,
-        )
-        # The states each step started from, states_{t-1}: what the backward pass reads, and
-        # h_{t-1} is the left factor of dU as it stands (h_t would need a shifted copy).
-        previous = tuple(s.stack() for s in stacks)  # each (T, B, size)
-        saved = saved.stack()  # z_t if adds, else r_t: (T, B, G)
+        step = _Step(cell, projection, b_in, mask, recurrent_mask)
+        final_states, previous, saved = _forward_through_time(step, projected, states0)
         # h_t at every step, batch-major: the gradient arrives batch-major too, and the
         # backward loop reads it in place (a time-major output would be transposed into a
         # copy going back).
@@ -183,43 +251,13 @@ def _scan_with_bptt(
         def grad(d_outputs, *d_final_states):
             # The gradients of h_t at every step, and of the final states (the gradient of
             # a state's whole sequence would be zeros but for its last step: it stays out).
-            def backward(t, ds, d_saved, d_projected):
-                saved_t = d_saved.read(t)
-                p_t = () if adds else plus_input_bias(d_projected.read(t))
-                prev_t = [s[t] for s in previous]
-                if d_outputs is not None:
-                    ds = [ds[0] + d_outputs[:, t], *ds[1:]]
-                sources = [saved_t, *prev_t] + ([] if adds else [p_t])
-                with tf.GradientTape() as tape:
-                    tape.watch(sources)
-                    new_states = rest_of_step(p_t, saved_t, tuple(prev_t))
-                    new_states = _keep_where(keep(t), new_states, prev_t)
-                dr_t, *dprev = tape.gradient(
-                    new_states,
-                    sources,
-                    output_gradients=ds,
-                    unconnected_gradients=tf.UnconnectedGradients.ZERO,
-                )
-                if not adds:
-                    d_projected = d_projected.write(t, dprev.pop())
-                dh = tf.matmul(dr_t, projection[0], transpose_b=True)  # (B, H)
-                dprev[0] = dprev[0] + _masked(dh, recurrent_mask)
-                return t - 1, dprev, d_saved.write(t, dr_t), d_projected
-
             d_final = [
                 tf.zeros_like(s) if d is None else d
                 for s, d in zip(states0, d_final_states, strict=True)
             ]
-            # dr_t overwrites z_t (or r_t), and dp_t overwrites p_t.
-            d_projected = () if adds else _slots(projected)
-            _, d_initial, d_recurrent, d_projected = tf.while_loop(
-                lambda t, *_: t >= 0,
-                backward,
-                (steps - 1, d_final, _slots(saved), d_projected),
-                maximum_iterations=steps,
+            d_initial, d_recurrent, d_projected = _backward_through_time(
+                step, d_outputs, d_final, saved, previous, projected
             )
-            d_recurrent = d_recurrent.stack()  # (T, B, G)
-            d_projected = d_recurrent if adds else d_projected.stack()
             h_in = _masked(previous[0], recurrent_mask)  # (T, B, H): h_{t-1} * m
             # (T·B, H)ᵀ (T·B, G) as one matmul that reads h_in transposed (a tensordot would
             # first write out a transposed copy).
