@@ -342,7 +342,9 @@ class Unfold(keras.layers.Layer):
         self.jit_compile = bool(jit_compile)
         self.supports_masking = True
         # The time loop compiled by XLA, forward and backward; traced (and compiled) once per
-        # input shape. Kept past Keras's tracking: it is a function, not a sublayer.
+        # input shape. Kept past Keras's tracking: it is a function, not a sublayer. x W stays
+        # outside it: with tensordot (which reshapes by the dynamic batch size) inside, a
+        # Keras XLA step over batches of unknown size was recompiled at every call.
         object.__setattr__(
             self, "_compiled_scan_with_bptt", tf.function(_scan_with_bptt, jit_compile=True)
         )
