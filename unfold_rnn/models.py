@@ -84,9 +84,10 @@ class WholeSequenceAccuracy(keras.metrics.MeanMetricWrapper):
 # -- builders ----------------------------------------------------------------------------------
 
 
-def _sequence_dropout(rate: float, features: int, name: str) -> keras.layers.Dropout:
-    """Dropout on (B, T, features) with one mask per sequence: (B, 1, features), broadcast."""
-    return keras.layers.Dropout(rate, noise_shape=(None, 1, features), name=name)
+def _sequence_dropout(rate: float, name: str) -> keras.layers.Dropout:
+    """Dropout on (B, T, features) with one mask per sequence: (B, 1, features), broadcast
+    over time (a None in `noise_shape` takes the input's size)."""
+    return keras.layers.Dropout(rate, noise_shape=(None, 1, None), name=name)
 
 
 def build_language_model(
@@ -142,10 +143,10 @@ def build_language_model(
     h = keras.layers.Embedding(vocab_size, embedding_dim, name="embedding")(ids)  # (B, T, E)
     for i in range(num_layers):
         if dropout:
-            h = _sequence_dropout(dropout, embedding_dim if i == 0 else units, f"dropout_{i}")(h)
+            h = _sequence_dropout(dropout, f"dropout_{i}")(h)
         h = layer_class(units, return_sequences=True, name=f"rnn_{i}")(h)  # (B, T, H)
     if dropout:
-        h = _sequence_dropout(dropout, units, f"dropout_{num_layers}")(h)
+        h = _sequence_dropout(dropout, f"dropout_{num_layers}")(h)
     logits = keras.layers.Dense(vocab_size, dtype="float32", name="logits")(h)  # (B, T, V)
     model = keras.Model(ids, logits, name=name or f"char_{_cell_name(cell)}")
     if compile:
