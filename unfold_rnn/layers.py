@@ -115,22 +115,22 @@ class _Step(NamedTuple):
 def _forward_through_time(step: _Step, projected: tf.Tensor, initial_states: tuple):
     """The forward loop over x_t W (T, B, G). Returns the final states, the states each step
     started from (states_{t-1}, each (T, B, size)) and, (T, B, G), what the backward loop
-    reads: z_t = x_t W + b + r_t, written over x_t W, for cells that add the projections;
-    r_t otherwise."""
+    reads: z_t = x_t W + b + r_t for cells that add the projections, r_t otherwise."""
     adds = step.cell.adds_projections
     steps = tf.shape(projected)[0]
 
     def forward(t, states, saved, stacks):
         stacks = [s.write(t, state) for s, state in zip(stacks, states, strict=True)]
-        p_t = () if adds else step.plus_input_bias(projected[t])
+        p_t = step.plus_input_bias(projected[t])
         r_t = step.matmul(states[0])
-        saved = saved.write(t, step.plus_input_bias(saved.read(t)) + r_t if adds else r_t)
-        # The rest of the step reads z_t (or r_t) back from the slot just written: XLA then
-        # updates the slot in place, where reading p_t from it in the rest of the step,
-        # before the write, made it copy the whole array at every step.
-        return t + 1, step.rest(t, p_t, saved.read(t), states), saved, stacks
+        saved_t = p_t + r_t if adds else r_t
+        # z_t goes to an array of its own. Written over x_t W's slot and read back from it,
+        # it saved one (T, B, G) array but cost XLA on CPU ~0.15 ms a step (2 x 256 LSTM,
+        # batch 64): the whole training step took 131-143 ms that way, 112-114 ms this way.
+        new_states = step.rest(t, () if adds else p_t, saved_t, states)
+        return t + 1, new_states, saved.write(t, saved_t), stacks
 
-    saved = _slots(projected) if adds else _empty_slots(steps, projected[0])
+    saved = _empty_slots(steps, projected[0])
     stacks = [_empty_slots(steps, s) for s in initial_states]
     _, final_states, saved, stacks = tf.while_loop(
         lambda t, *_: t < steps,
@@ -221,11 +221,12 @@ def _scan_with_bptt(
     are the same (tests compare both against Keras's layers and against autodiff).
 
     Both loops are `tf.while_loop`s over TensorArrays, the parts `tf.scan` is made of, written
-    out so that each step overwrites the slot it has read: z_t replaces x_t W, then dz_t
-    replaces z_t (GRU: dr_t replaces r_t, dp_t replaces x_t W). `tf.scan` writes every
-    step's result into a new array, and XLA then keeps several (T, B, G) arrays alive at
-    once. Measured for an LSTM language model at 1,000 steps (`benchmarks/speed.py
-    --memory`): XLA's peak buffer use fell from 1.0 GB to 0.41 GB.
+    out so that each backward step overwrites the slot it has read: dz_t replaces z_t (GRU:
+    dr_t replaces r_t, dp_t replaces x_t W). `tf.scan` writes every step's result into a new
+    array, and XLA then keeps several (T, B, G) arrays alive at once. The forward loop writes
+    z_t (or r_t) into one new array; x W is not needed after it when the cell adds the
+    projections. Peak memory of an LSTM language model's XLA training step at 1,000 steps
+    (`benchmarks/speed.py --memory-only`): ~870 MB, Keras's built-in ~920 MB.
 
     Returns:
         h at every step, batch-major (B, T, H), and the final states, each (B, size).
