@@ -97,6 +97,42 @@ def test_matches_keras_outputs_states_and_gradients(
     _assert_all_close(grads_ours, grads_theirs)
 
 
+# (activation, recurrent_activation): other than the defaults, and for the LSTM one pair that
+# its one-pass gates take (both slopes bounded) and one that takes the gates block by block.
+OTHER_ACTIVATIONS = [("softsign", "hard_sigmoid"), ("relu", "sigmoid")]
+
+
+@pytest.mark.parametrize("activations", OTHER_ACTIVATIONS, ids="-".join)
+def test_matches_keras_with_other_activations(kind, rng, activations):
+    activation, recurrent_activation = activations
+    kwargs = {"activation": activation, "return_sequences": True}
+    if kind.name != "vanilla":
+        kwargs["recurrent_activation"] = recurrent_activation
+    ours, theirs = _built_pair(kind, rng, **kwargs)
+    x = rng.normal(size=(B, T, D)).astype("float32")
+    # Traced, so that our layer runs its compiled loop, as in model.fit.
+    out_ours, grads_ours = tf.function(lambda: _outputs_and_gradients(ours, x))()
+    out_theirs, grads_theirs = _outputs_and_gradients(theirs, x)
+    _assert_all_close(out_ours, out_theirs)
+    _assert_all_close(grads_ours, grads_theirs)
+
+
+def test_lstm_gradients_stay_finite_when_an_unkept_activation_overflows():
+    """With the candidate's activation `exponential`, exp(z) of the gate blocks overflows
+    (z > 88) though only the candidate block keeps it; the gradients must stay finite (a
+    one-pass `where` over both activations would make them 0 * inf = NaN)."""
+    layer = unfold_rnn.LSTM(UNITS, activation="exponential", return_sequences=True)
+    x = np.ones((B, T, D), "float32")
+    layer(x)
+    kernel = np.zeros((D, 4 * UNITS), "float32")
+    kernel[:, :UNITS] = kernel[:, UNITS : 2 * UNITS] = kernel[:, 3 * UNITS :] = 40.0  # z = 120
+    layer.set_weights([kernel, np.zeros((UNITS, 4 * UNITS), "float32"), layer.get_weights()[2]])
+    outputs, grads = tf.function(lambda: _outputs_and_gradients(layer, x))()
+    assert np.isfinite(outputs[0]).all()
+    for g in grads:
+        assert np.isfinite(g).all()
+
+
 @pytest.mark.parametrize("return_sequences", [False, True])
 def test_matches_keras_with_zero_output_for_mask(kind, rng, return_sequences):
     ours, theirs = _built_pair(

@@ -249,6 +249,15 @@ class _RecurrentCell(keras.layers.Layer):
         return {**super().get_config(), **config}
 
 
+# Activations whose slope is bounded everywhere (no inf, no NaN for finite inputs).
+_BOUNDED_SLOPES = (
+    keras.activations.sigmoid,
+    keras.activations.tanh,
+    keras.activations.hard_sigmoid,
+    keras.activations.softsign,
+)
+
+
 def _masked(h: tf.Tensor, recurrent_mask: tf.Tensor | None) -> tf.Tensor:
     return h if recurrent_mask is None else h * recurrent_mask
 
@@ -434,14 +443,26 @@ class LSTMCell(_RecurrentCell):
 
     def combine_sum(self, z: tf.Tensor, states: State) -> tuple[State, dict[str, tf.Tensor]]:
         _, c = states  # (B, H)
-        z_i, z_f, z_c, z_o = tf.split(z, 4, axis=-1)
-        i = self.recurrent_activation(z_i)
-        f = self.recurrent_activation(z_f)
-        candidate = self.activation(z_c)
-        o = self.recurrent_activation(z_o)
+        i, f, candidate, o = self._gates(z)
         c = f * c + i * candidate
         h = o * self.activation(c)
         return (h, c), {"input": i, "forget": f, "output": o}
+
+    def _gates(self, z: tf.Tensor) -> Sequence[tf.Tensor]:
+        """i, f, c~, o from z (B, 4H): rec_act on the i, f and o blocks, act on c~'s."""
+        act, rec_act = self.activation, self.recurrent_activation
+        if act in _BOUNDED_SLOPES and rec_act in _BOUNDED_SLOPES:
+            # Both activations over all of z, each kept in its own blocks: twice the
+            # activations, but one vectorised pass over (B, 4H). Written block by block (as
+            # below), XLA's CPU code generator fused the three activations of c_t into one
+            # loop it did not vectorise: ~130 us a step of a 256-unit LSTM, ~10 us this way
+            # (profiled with `--xla_cpu_enable_xprof_traceme`). Only for activations with
+            # bounded slopes: `where` sends a zero gradient to the unkept values, and 0 * inf
+            # would make it NaN.
+            block = tf.range(tf.shape(z)[-1]) // self.units
+            return tf.split(tf.where(block == 2, act(z), rec_act(z)), 4, axis=-1)
+        z_i, z_f, z_c, z_o = tf.split(z, 4, axis=-1)
+        return rec_act(z_i), rec_act(z_f), act(z_c), rec_act(z_o)
 
     def get_config(self) -> dict[str, Any]:
         return {
