@@ -125,8 +125,9 @@ def _forward_through_time(step: _Step, projected: tf.Tensor, initial_states: tup
         r_t = step.matmul(states[0])
         saved_t = p_t + r_t if adds else r_t
         # z_t goes to an array of its own. Written over x_t W's slot and read back from it,
-        # it saved one (T, B, G) array but cost XLA on CPU ~0.15 ms a step (2 x 256 LSTM,
-        # batch 64): the whole training step took 131-143 ms that way, 112-114 ms this way.
+        # it saved one (T, B, G) array but cost XLA on CPU ~0.2 ms a step: the training step
+        # of a 1 x 256 LSTM language model (batch 64 x 100, benchmarks/step_profile.py) took
+        # 131-143 ms that way, 112-114 ms this way.
         new_states = step.rest(t, () if adds else p_t, saved_t, states)
         return t + 1, new_states, saved.write(t, saved_t), stacks
 
@@ -228,7 +229,7 @@ def _scan_with_bptt(
     array, and XLA then keeps several (T, B, G) arrays alive at once. The forward loop writes
     z_t (or r_t) into one new array; x W is not needed after it when the cell adds the
     projections. Peak memory of an LSTM language model's XLA training step at 1,000 steps
-    (`benchmarks/speed.py --memory-only`): ~870 MB, Keras's built-in ~920 MB.
+    (`benchmarks/speed.py --memory-only`): 870 to 900 MB, Keras's built-in ~920 MB.
 
     Returns:
         h at every step, batch-major (B, T, H), and the final states, each (B, size).
