@@ -128,8 +128,7 @@ def _forward_through_time(step: _Step, projected: tf.Tensor, initial_states: tup
         # it saved one (T, B, G) array but cost XLA on CPU ~0.2 ms a step: the training step
         # of a 1 x 256 LSTM language model (batch 64 x 100, benchmarks/step_profile.py) took
         # 131-143 ms that way, 112-114 ms this way.
-        new_states = step.rest(t, () if adds else p_t, saved_t, states)
-        return t + 1, new_states, saved.write(t, saved_t), stacks
+        return t + 1, step.rest(t, p_t, saved_t, states), saved.write(t, saved_t), stacks
 
     saved = _empty_slots(steps, projected[0])
     stacks = [_empty_slots(steps, s) for s in initial_states]
@@ -229,7 +228,7 @@ def _scan_with_bptt(
     array, and XLA then keeps several (T, B, G) arrays alive at once. The forward loop writes
     z_t (or r_t) into one new array; x W is not needed after it when the cell adds the
     projections. Peak memory of an LSTM language model's XLA training step at 1,000 steps
-    (`benchmarks/speed.py --memory-only`): 870 to 900 MB, Keras's built-in ~920 MB.
+    (`benchmarks/speed.py --memory-only`): ~900 MB, Keras's built-in ~920 MB.
 
     Returns:
         h at every step, batch-major (B, T, H), and the final states, each (B, size).
