@@ -51,6 +51,12 @@ def _outputs_and_gradients(layer, x, mask=None, initial_state=None, training=Fal
     return outputs, tape.gradient(loss, sources)
 
 
+def _traced_outputs_and_gradients(layer, x, mask=None, initial_state=None):
+    """`_outputs_and_gradients` traced by tf.function, as model.fit runs it (our layers then
+    run their XLA-compiled loop)."""
+    return tf.function(lambda: _outputs_and_gradients(layer, x, mask, initial_state))()
+
+
 def _assert_all_close(ours, theirs, atol=1e-5):
     assert len(ours) == len(theirs)
     for a, b in zip(ours, theirs, strict=True):
@@ -110,8 +116,7 @@ def test_matches_keras_with_other_activations(kind, rng, activations):
         kwargs["recurrent_activation"] = recurrent_activation
     ours, theirs = _built_pair(kind, rng, **kwargs)
     x = rng.normal(size=(B, T, D)).astype("float32")
-    # Traced, so that our layer runs its compiled loop, as in model.fit.
-    out_ours, grads_ours = tf.function(lambda: _outputs_and_gradients(ours, x))()
+    out_ours, grads_ours = _traced_outputs_and_gradients(ours, x)
     out_theirs, grads_theirs = _outputs_and_gradients(theirs, x)
     _assert_all_close(out_ours, out_theirs)
     _assert_all_close(grads_ours, grads_theirs)
@@ -127,7 +132,7 @@ def test_lstm_gradients_stay_finite_when_an_unkept_activation_overflows():
     kernel = np.zeros((D, 4 * UNITS), "float32")
     kernel[:, :UNITS] = kernel[:, UNITS : 2 * UNITS] = kernel[:, 3 * UNITS :] = 40.0  # z = 120
     layer.set_weights([kernel, np.zeros((UNITS, 4 * UNITS), "float32"), layer.get_weights()[2]])
-    outputs, grads = tf.function(lambda: _outputs_and_gradients(layer, x))()
+    outputs, grads = _traced_outputs_and_gradients(layer, x)
     assert np.isfinite(outputs[0]).all()
     for g in grads:
         assert np.isfinite(g).all()
@@ -153,10 +158,8 @@ def test_matches_keras_in_graph_mode(kind, rng):
     x = rng.normal(size=(B, T, D)).astype("float32")
     state = _initial_state(kind, rng)
 
-    def traced(layer):
-        return tf.function(lambda: _outputs_and_gradients(layer, x, tf.constant(MASK), state))()
-
-    (out_ours, grads_ours), (out_theirs, grads_theirs) = traced(ours), traced(theirs)
+    out_ours, grads_ours = _traced_outputs_and_gradients(ours, x, tf.constant(MASK), state)
+    out_theirs, grads_theirs = _traced_outputs_and_gradients(theirs, x, tf.constant(MASK), state)
     _assert_all_close(out_ours, out_theirs)
     _assert_all_close(grads_ours, grads_theirs)
 
