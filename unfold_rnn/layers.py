@@ -120,9 +120,9 @@ def _forward_through_time(step: _Step, projected: tf.Tensor, initial_states: tup
     steps = tf.shape(projected)[0]
 
     # A cell that adds the projections reads x_t W only in z_t's sum, which is written out.
-    # One that does not (GRU) reads it in its element-wise step, and a slice x W[t] taken
-    # inside that step kept XLA's CPU loop from vectorising it (scalar code, ~0.15 ms a step
-    # for a 64 x 256 GRU); so the loop carries x_t W, sliced one step ahead. The GRU language
+    # One that does not (GRU) reads three blocks of it in its element-wise step, and XLA's
+    # CPU backend made that fusion, with the slice x W[t] inside it, a scalar loop (~0.2 ms a
+    # step at 64 x 256); so the loop carries x_t W, sliced one step ahead. The GRU language
     # model's training step (batch 64 x 100, benchmarks/speed.py, ours+xla base) went from
     # ~44-52k to ~59-63k tokens/s. The LSTM and Vanilla steps were ~10% slower with the carry.
     carry = not adds
