@@ -39,6 +39,7 @@ import subprocess
 import sys
 import threading
 import time
+from typing import Any
 
 CONFIGS = {
     "base": {"batch": 64, "steps": 100, "units": 256, "layers": 1},
@@ -83,10 +84,11 @@ class RssSampler:
         return self.peak
 
 
-def measure_tf(system: str, cell: str, config: dict, batches: int) -> dict:
+def language_model(system: str, cell: str, config: dict) -> Any:
+    """The benchmark's model for a TensorFlow system (ours, ours+xla, keras, keras+xla),
+    compiled with Adam and the sparse cross-entropy."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     import keras
-    import numpy as np
 
     from unfold_rnn import build_language_model
 
@@ -101,6 +103,14 @@ def measure_tf(system: str, cell: str, config: dict, batches: int) -> dict:
         keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         jit_compile=jit,
     )
+    return model
+
+
+def measure_tf(system: str, cell: str, config: dict, batches: int) -> dict:
+    import keras
+    import numpy as np
+
+    model = language_model(system, cell, config)
     rng = np.random.default_rng(0)
     b, t = config["batch"], config["steps"]
     ids = rng.integers(0, VOCAB, (b * batches, t + 1)).astype("int32")

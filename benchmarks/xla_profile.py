@@ -1,11 +1,12 @@
 """Inside one XLA training step: the time of each operation XLA runs, summed over a step.
 
-Trains the character-level language model of `benchmarks/speed.py` (batch 64, 100 steps,
-embedding 64, 65 characters, Adam, the whole step compiled with XLA as `build_language_model`
-does) for a few batches under `tf.profiler`, with XLA's CPU runtime recording one event per
-operation it runs (`--xla_cpu_enable_xprof_traceme=true`, added to XLA_FLAGS), and prints
-the operations that took longest: milliseconds per training step, calls per step (100 means
-once a time step) and the share of the whole XLA program.
+Trains the character-level language model of `benchmarks/speed.py` (its `base`
+configuration: batch 64, 100 steps; the whole step compiled with XLA, as its `ours+xla` and
+`keras+xla` systems and `build_language_model` do) for a few batches under `tf.profiler`,
+with XLA's CPU runtime recording one event per operation it runs
+(`--xla_cpu_enable_xprof_traceme=true`, added to XLA_FLAGS), and prints the operations that
+took longest: milliseconds per training step, calls per step (100 means once a time step)
+and the share of the whole XLA program.
 
     python benchmarks/xla_profile.py [--cell gru] [--units 256] [--layer keras] [--top 25]
 
@@ -30,14 +31,10 @@ os.environ["XLA_FLAGS"] = (
 ).strip()
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-import keras
 import numpy as np
 import tensorflow as tf
+from speed import CELLS, CONFIGS, VOCAB, language_model
 
-import unfold_rnn
-
-BATCH, STEPS, EMBEDDING, VOCAB = 64, 100, 64, 65
-KERAS_LAYERS = {"vanilla": "SimpleRNN", "gru": "GRU", "lstm": "LSTM"}
 # Events of TensorFlow's runtime and input pipeline, not operations of the XLA program.
 # (XLA's operation names never hold a colon; the runtime's mostly do.)
 _NOT_XLA = (":", "Produce", "BlockUntilReady", "ExecutorDoneCallback")
@@ -78,7 +75,7 @@ def operation_times(trace_dir: str, steps: int) -> tuple[float, list[tuple[str, 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--cell", choices=list(KERAS_LAYERS), default="lstm")
+    parser.add_argument("--cell", choices=CELLS, default="lstm")
     parser.add_argument("--units", type=int, default=256)
     parser.add_argument("--layers", type=int, default=1)
     parser.add_argument("--layer", choices=["ours", "keras"], default="ours")
@@ -88,29 +85,22 @@ def main() -> None:
     if args.batches < 1 or args.top < 1 or args.units < 1 or args.layers < 1:
         parser.error("--batches, --top, --units and --layers must be at least 1")
 
-    keras.utils.set_random_seed(0)
-    layer = args.cell if args.layer == "ours" else getattr(keras.layers, KERAS_LAYERS[args.cell])
-    model = unfold_rnn.build_language_model(
-        VOCAB, layer, args.units, args.layers, EMBEDDING, compile=False
-    )
-    model.compile(
-        keras.optimizers.Adam(2e-3),
-        keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-        jit_compile=True,
-    )
+    config = {**CONFIGS["base"], "units": args.units, "layers": args.layers}
+    batch, steps = config["batch"], config["steps"]
+    model = language_model(f"{args.layer}+xla", args.cell, config)
     rng = np.random.default_rng(0)
-    ids = rng.integers(0, VOCAB, (BATCH * (args.batches + 3), STEPS + 1)).astype("int32")
+    ids = rng.integers(0, VOCAB, (batch * (args.batches + 3), steps + 1)).astype("int32")
     x, y = ids[:, :-1], ids[:, 1:]
-    warm = 3 * BATCH  # the first batch traces and compiles; two more settle the threads
-    model.fit(x[:warm], y[:warm], batch_size=BATCH, epochs=1, verbose=0, shuffle=False)
+    warm = 3 * batch  # the first batch traces and compiles; two more settle the threads
+    model.fit(x[:warm], y[:warm], batch_size=batch, epochs=1, verbose=0, shuffle=False)
     with tempfile.TemporaryDirectory() as trace_dir:
         tf.profiler.experimental.start(trace_dir)
-        model.fit(x[warm:], y[warm:], batch_size=BATCH, epochs=1, verbose=0, shuffle=False)
+        model.fit(x[warm:], y[warm:], batch_size=batch, epochs=1, verbose=0, shuffle=False)
         tf.profiler.experimental.stop()
         program, rows = operation_times(trace_dir, args.batches)
 
     print(
-        f"{args.layer} {args.cell}, {args.layers} x {args.units}, batch {BATCH} x {STEPS}: "
+        f"{args.layer} {args.cell}, {args.layers} x {args.units}, batch {batch} x {steps}: "
         f"the XLA program took {program:.1f} ms per training step (mean of {args.batches})"
     )
     print(f"{'ms/step':>9} {'calls/step':>11} {'share':>6}  operation")
