@@ -13,6 +13,14 @@ per second takes more steps at each rate. Decaying the rate to the end of a fixe
 is what budgeted training recommends (Li, Yumer & Ramanan, "Budgeted Training", ICLR 2020);
 `--final-lr 2e-3` keeps it constant.
 
+Each evaluation gives two validation losses. The first, `val_loss`, is Keras's: the loss
+over consecutive 100-character windows, each read from zero states, so a window's first
+characters are predicted with little or no context. The second reads the validation text
+as one stream, the way a language model's loss on a text is usually reported (char-rnn
+carries its states through the validation text too): the text is cut into `STREAMS` equal
+contiguous parts, read side by side in 100-character windows, and each recurrent layer's
+states carry from one window to the next, so only each part's first window starts cold.
+
     python benchmarks/lm_quality.py ../shared/data/tinyshakespeare.txt --minutes 10
 
 Prints a table of validation loss (nats/char, bits/char) at equal training times, and
@@ -53,6 +61,54 @@ num_layers = 2  # recurrent layers stacked
 embedding_dim = 64  # size of each character's embedding
 learning_rate = 2e-3  # Adam, at the start
 val_fraction = 0.1  # the text's last 10% is for validation
+STREAMS = 16  # contiguous parts of the validation text read side by side as streams
+
+
+def stream_loss(model, ids, streams: int = STREAMS):
+    """A function that gives `model`'s loss, nats/char, on `ids` read as `streams` streams.
+
+    Each recurrent layer (named rnn_*) gets a twin returning its states, which carry from
+    one window of `seq_len` characters to the next; its weights are copied at each call.
+    Dropout layers are left out (evaluation).
+    """
+    import numpy as np
+    import tensorflow as tf
+
+    from unfold_rnn.cells import state_sizes
+
+    windows = len(ids) // (streams * seq_len)
+    parts = np.asarray(ids[: streams * windows * seq_len + 1], dtype=np.int32)
+    length = windows * seq_len
+    inputs = np.stack([parts[i * length : (i + 1) * length] for i in range(streams)])
+    targets = np.stack([parts[i * length + 1 : (i + 1) * length + 1] for i in range(streams)])
+    embedding, dense = model.get_layer("embedding"), model.get_layer("logits")
+    rnns = [layer for layer in model.layers if layer.name.startswith("rnn_")]
+    twins = [type(r).from_config({**r.get_config(), "return_state": True}) for r in rnns]
+    for rnn, twin in zip(rnns, twins, strict=True):
+        twin.build(rnn.input.shape)
+
+    @tf.function(jit_compile=True)
+    def window_loss(x, y, states):
+        h = embedding(x)
+        new_states = []
+        for twin, state in zip(twins, states, strict=True):
+            h, *state = twin(h, initial_state=state)
+            new_states.append(state)
+        losses = tf.nn.sparse_softmax_cross_entropy_with_logits(y, dense(h))
+        return tf.reduce_sum(losses), new_states
+
+    def loss() -> float:
+        for rnn, twin in zip(rnns, twins, strict=True):
+            twin.set_weights(rnn.get_weights())
+        states = [[tf.zeros((streams, size)) for size in state_sizes(r.cell)] for r in rnns]
+        total = 0.0
+        for k in range(windows):
+            cut = slice(k * seq_len, (k + 1) * seq_len)
+            window_total, states = window_loss(inputs[:, cut], targets[:, cut], states)
+            total += float(window_total)
+        return total / inputs.size
+
+    return loss
 
 
 def train_one(name: str) -> dict:
@@ -67,7 +123,8 @@ def train_one(name: str) -> dict:
     from unfold_rnn.data import read_text, text_data
 
     keras.utils.set_random_seed(args.seed)
-    data = text_data(read_text(args.text), seq_len, batch_size, val_fraction, seed=args.seed)
+    text = read_text(args.text)
+    data = text_data(text, seq_len, batch_size, val_fraction, seed=args.seed)
     module, cls = SYSTEMS[name]
     layer_class = getattr(importlib.import_module(module), cls)
     model = build_language_model(
@@ -80,6 +137,16 @@ def train_one(name: str) -> dict:
         learning_rate=learning_rate,
     )
     budget = TimeBudget(args.minutes * 60)
+    ids = data.vocab.encode(text)
+    validation_ids = ids[len(ids) - data.validation_chars :]
+    streamed = stream_loss(model, validation_ids)
+
+    class StreamValidation(keras.callbacks.Callback):
+        """The validation text's loss read as streams, into the epoch's logs (before
+        `budget` records them; its clock has stopped by then)."""
+
+        def on_epoch_end(self, epoch, logs=None):
+            logs["val_stream_loss"] = streamed()
 
     class CosineInTime(keras.callbacks.Callback):
         """The learning rate from `learning_rate` to --final-lr along a half cosine, by the
@@ -97,7 +164,7 @@ def train_one(name: str) -> dict:
         epochs=10**9,  # the budget stops it
         validation_data=data.validation,
         shuffle=False,
-        callbacks=[CosineInTime(), budget],
+        callbacks=[CosineInTime(), StreamValidation(), budget],
         verbose=0,
     )
     steps_per_second = args.eval_steps * len(budget.history) / budget.elapsed
@@ -105,6 +172,7 @@ def train_one(name: str) -> dict:
         "name": name,
         "tokens_per_second": steps_per_second * batch_size * seq_len,
         "curve": [(seconds, logs["val_loss"]) for seconds, logs in budget.history],
+        "stream_curve": [(s, logs["val_stream_loss"]) for s, logs in budget.history],
     }
 
 
@@ -198,22 +266,30 @@ for name in args.systems:
 
 checkpoints = [m * 60 for m in (1, 2, 5, 10, 20, 30, 60) if m <= args.minutes] + [args.minutes * 60]
 checkpoints = sorted(set(checkpoints))
-print("\nValidation loss, nats/char (bits/char), after equal training time:")
-print(f"{'minutes':>8} " + " ".join(f"{name:>20}" for name in results))
-for seconds in checkpoints:
-    cells = []
-    for result in results.values():
-        loss = loss_at(result["curve"], seconds)
-        cells.append(f"{loss:.3f} ({loss / math.log(2):.2f})" if loss == loss else "-")
-    print(f"{seconds / 60:8.1f} " + " ".join(f"{c:>20}" for c in cells))
+for curve, title in (
+    ("curve", "windows from zero states"),
+    ("stream_curve", f"the text as {STREAMS} streams, states carried"),
+):
+    print(f"\nValidation loss ({title}), nats/char (bits/char), after equal training time:")
+    print(f"{'minutes':>8} " + " ".join(f"{name:>20}" for name in results))
+    for seconds in checkpoints:
+        cells = []
+        for result in results.values():
+            loss = loss_at(result[curve], seconds)
+            cells.append(f"{loss:.3f} ({loss / math.log(2):.2f})" if loss == loss else "-")
+        print(f"{seconds / 60:8.1f} " + " ".join(f"{c:>20}" for c in cells))
+    best = " ".join(f"{min(loss for _, loss in r[curve]):20.3f}" for r in results.values())
+    print(f"{'best':>8} {best}")
 print(f"{'tokens/s':>8} " + " ".join(f"{r['tokens_per_second']:20,.0f}" for r in results.values()))
 
 out = Path(args.out)
 out.mkdir(parents=True, exist_ok=True)
 with open(out / "lm_quality.csv", "w") as f:
-    f.write("system,training_seconds,val_nats_per_char\n")
+    f.write("system,training_seconds,val_nats_per_char,val_stream_nats_per_char\n")
     for name, result in results.items():
-        for seconds, loss in result["curve"]:
-            f.write(f"{name},{seconds:.1f},{loss:.4f}\n")
+        for (seconds, loss), (_, streamed) in zip(
+            result["curve"], result["stream_curve"], strict=True
+        ):
+            f.write(f"{name},{seconds:.1f},{loss:.4f},{streamed:.4f}\n")
 (out / "lm_quality.svg").write_text(svg_plot({n: r["curve"] for n, r in results.items()}))
 print(f"\ncurves written to {out / 'lm_quality.csv'} and {out / 'lm_quality.svg'}")
