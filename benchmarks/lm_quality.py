@@ -23,8 +23,9 @@ states carry from one window to the next, so only each part's first window start
 
     python benchmarks/lm_quality.py ../shared/data/tinyshakespeare.txt --minutes 10
 
-Prints a table of validation loss (nats/char, bits/char) at equal training times, and
-writes the curves as CSV and SVG to --out (default benchmarks/results/).
+Prints two tables of validation loss (nats/char, bits/char) at equal training times, one
+per way of reading the validation text, and writes the curves as CSV (both) and SVG (the
+windows) to --out (default benchmarks/results/).
 """
 
 import argparse
