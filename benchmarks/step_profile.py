@@ -1,9 +1,10 @@
 """Where a training step's time goes: the recurrent layer's forward pass, its backward pass,
 and everything else (embedding, logits, loss, Adam), for our layer and Keras's.
 
-Times, in one process, compiled functions that do a growing part of the step (batch 64,
-100 steps, embedding 64, 1 x 256 units, 65 characters), each with XLA as `ours+xla` in
-`benchmarks/speed.py`, and prints the median of each and the differences:
+Times, in one process, compiled functions that do a growing part of the step of
+`benchmarks/speed.py`'s language model (its `base` configuration: batch 64, 100 steps,
+embedding 64, 1 x 256 units, 65 characters), with XLA as its `ours+xla` and `keras+xla`
+systems and without, as its `ours` and `keras`, and prints the median of each and the differences:
 
     layer forward                        the scan alone
     layer forward + backward             + the reverse scan and the weight gradients
@@ -21,19 +22,9 @@ import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-import keras
 import numpy as np
 import tensorflow as tf
-
-import unfold_rnn
-from unfold_rnn.models import CELLS
-
-KERAS_LAYERS = {
-    "vanilla": keras.layers.SimpleRNN,
-    "gru": keras.layers.GRU,
-    "lstm": keras.layers.LSTM,
-}
-BATCH, STEPS, EMBEDDING, VOCAB = 64, 100, 64, 65
+from speed import CELLS, CONFIGS, EMBEDDING, VOCAB, language_model
 
 
 def median_ms(fn, repeats: int) -> float:
@@ -47,19 +38,14 @@ def median_ms(fn, repeats: int) -> float:
     return 1000 * statistics.median(times)
 
 
-def profile(layer_class: type, units: int, repeats: int, jit: bool) -> dict[str, float]:
-    keras.utils.set_random_seed(0)
-    layer = layer_class(units, return_sequences=True)
-    model = unfold_rnn.build_language_model(VOCAB, layer_class, units, 1, EMBEDDING, compile=False)
-    model.compile(
-        keras.optimizers.Adam(2e-3),
-        keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-        jit_compile=jit,
-    )
+def profile(system: str, cell: str, units: int, repeats: int) -> dict[str, float]:
+    config = {**CONFIGS["base"], "units": units}
+    model = language_model(system, cell, config)
+    layer, jit = model.get_layer("rnn_0"), system.endswith("+xla")
     rng = np.random.default_rng(0)
-    x = tf.constant(rng.normal(size=(BATCH, STEPS, EMBEDDING)).astype("float32"))
-    ids = rng.integers(0, VOCAB, (BATCH, STEPS + 1)).astype("int32")
-    layer(x)
+    batch, steps = config["batch"], config["steps"]
+    x = tf.constant(rng.normal(size=(batch, steps, EMBEDDING)).astype("float32"))
+    ids = rng.integers(0, VOCAB, (batch, steps + 1)).astype("int32")
 
     @tf.function(jit_compile=jit)
     def forward():
@@ -84,16 +70,18 @@ def profile(layer_class: type, units: int, repeats: int, jit: bool) -> dict[str,
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--cell", default="lstm", choices=list(CELLS))
+    parser.add_argument("--cell", default="lstm", choices=CELLS)
     parser.add_argument("--units", type=int, default=256)
     parser.add_argument("--repeats", type=int, default=30)
     args = parser.parse_args()
     rows = {
-        "ours (XLA)": profile(CELLS[args.cell], args.units, args.repeats, jit=True),
-        "keras (XLA)": profile(KERAS_LAYERS[args.cell], args.units, args.repeats, jit=True),
-        "keras (plain)": profile(KERAS_LAYERS[args.cell], args.units, args.repeats, jit=False),
+        "ours (XLA)": profile("ours+xla", args.cell, args.units, args.repeats),
+        "ours (plain)": profile("ours", args.cell, args.units, args.repeats),
+        "keras (XLA)": profile("keras+xla", args.cell, args.units, args.repeats),
+        "keras (plain)": profile("keras", args.cell, args.units, args.repeats),
     }
-    print(f"{args.cell}, {args.units} units, batch {BATCH} x {STEPS} steps; ms, median")
+    base = CONFIGS["base"]
+    print(f"{args.cell}, {args.units} units, batch {base['batch']} x {base['steps']} steps; ms")
     print(f"{'':28}" + "".join(f"{name:>16}" for name in rows))
     for part in next(iter(rows.values())):
         print(f"{part:28}" + "".join(f"{r[part]:16.1f}" for r in rows.values()))
