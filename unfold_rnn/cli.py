@@ -8,7 +8,8 @@
 
 Arguments are parsed into the configuration dataclasses, then the API does the work. Every
 message for the person at the terminal is produced here; a bad argument or input ends the
-command with one line on stderr and a non-zero exit status.
+command with one line on stderr and a non-zero exit status. Before a command runs, the XLA
+setting of `unfold_rnn.xla_settings` goes into XLA_FLAGS (unless the user set that flag).
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
+
+from unfold_rnn import xla_settings
 
 
 class _Parser(argparse.ArgumentParser):
@@ -322,6 +325,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 0
+    # Before anything is compiled: XLA reads XLA_FLAGS once (see unfold_rnn/xla_settings.py).
+    xla_settings.apply_training_settings()
     try:
         return COMMANDS[args.command](args) or 0
     except (ValueError, OSError) as error:
