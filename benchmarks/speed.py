@@ -17,8 +17,9 @@ measured only when it is installed (it is never a dependency of the package).
 Systems: `ours` and `keras` are a plain `model.compile(Adam, loss)` + `model.fit`, as a user
 writes it (Keras leaves XLA off on CPU-only machines; our layers still compile their own
 time loop); `ours+xla` and `keras+xla` compile the whole step with `jit_compile=True`, as
-`build_language_model` and the `unfold-rnn` command do; `torch` is PyTorch's nn module with
-its default threads.
+`build_language_model` and the `unfold-rnn` command do, and run with the one XLA setting the
+command makes (`unfold_rnn.xla_settings`: less memory, same speed); `torch` is PyTorch's nn
+module with its default threads.
 
     python benchmarks/speed.py [--rounds 2] [--configs base wide long 2layer] [--cells ...]
     python benchmarks/speed.py --memory        # also peak memory at 1,000 steps
@@ -180,6 +181,10 @@ def measure_torch(cell: str, config: dict, batches: int) -> dict:
 
 def worker(args: argparse.Namespace) -> None:
     config = CONFIGS[args.config]
+    if args.system.endswith("+xla"):
+        from unfold_rnn.xla_settings import apply_training_settings
+
+        apply_training_settings()  # before anything is compiled, as the command does
     if args.system == "torch":
         result = measure_torch(args.cell, config, args.batches)
     else:
