@@ -25,15 +25,16 @@ import glob
 import os
 import tempfile
 
-# Must be set before TensorFlow starts XLA; whatever the user set is kept.
-os.environ["XLA_FLAGS"] = (
-    os.environ.get("XLA_FLAGS", "") + " --xla_cpu_enable_xprof_traceme=true"
-).strip()
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import numpy as np
 import tensorflow as tf
 from speed import CELLS, CONFIGS, VOCAB, language_model
+
+from unfold_rnn.xla_settings import add_flags
+
+# Before anything is compiled (XLA reads XLA_FLAGS once); a user's own setting of it stands.
+add_flags(["--xla_cpu_enable_xprof_traceme=true"])
 
 # Events of TensorFlow's runtime and input pipeline, not operations of the XLA program.
 # (XLA's operation names never hold a colon; the runtime's mostly do.)

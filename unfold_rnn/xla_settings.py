@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import MutableMapping
+from collections.abc import MutableMapping, Sequence
 
 import tensorflow as tf
 
@@ -42,13 +42,24 @@ def apply_training_settings(
 
     It takes effect only if XLA has not compiled anything yet in this process.
     """
-    environ = os.environ if environ is None else environ
     version = re.match(r"(\d+)\.(\d+)", tf_version)
     if version is None or (int(version[1]), int(version[2])) not in VERIFIED_WITH:
         return []
-    current = environ.get("XLA_FLAGS", "")
-    named = {word.lstrip("-").split("=", 1)[0] for word in current.split()}
-    added = [flag for flag in TRAINING_FLAGS if flag.lstrip("-").split("=", 1)[0] not in named]
+    return add_flags(TRAINING_FLAGS, environ)
+
+
+def add_flags(flags: Sequence[str], environ: MutableMapping[str, str] | None = None) -> list[str]:
+    """Append `flags` ("--name=value") to XLA_FLAGS in `environ` (by default `os.environ`),
+    each unless XLA_FLAGS already names it. Returns the flags added."""
+    environ = os.environ if environ is None else environ
+    current = environ.get("XLA_FLAGS", "").split()
+    named = {_name(word) for word in current}
+    added = [flag for flag in flags if _name(flag) not in named]
     if added:
-        environ["XLA_FLAGS"] = " ".join([*current.split(), *added])
+        environ["XLA_FLAGS"] = " ".join([*current, *added])
     return added
+
+
+def _name(flag: str) -> str:
+    """--name=value, --name or name=value -> name."""
+    return flag.lstrip("-").split("=", 1)[0]
