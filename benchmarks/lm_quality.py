@@ -79,9 +79,8 @@ def stream_loss(model, ids, streams: int = STREAMS):
 
     windows = len(ids) // (streams * seq_len)
     parts = np.asarray(ids[: streams * windows * seq_len + 1], dtype=np.int32)
-    length = windows * seq_len
-    inputs = np.stack([parts[i * length : (i + 1) * length] for i in range(streams)])
-    targets = np.stack([parts[i * length + 1 : (i + 1) * length + 1] for i in range(streams)])
+    inputs = parts[:-1].reshape(streams, windows * seq_len)  # row i: the i-th part
+    targets = parts[1:].reshape(streams, windows * seq_len)  # each next character
     embedding, dense = model.get_layer("embedding"), model.get_layer("logits")
     rnns = [layer for layer in model.layers if layer.name.startswith("rnn_")]
     twins = [type(r).from_config({**r.get_config(), "return_state": True}) for r in rnns]
@@ -138,9 +137,9 @@ def train_one(name: str) -> dict:
         learning_rate=learning_rate,
     )
     budget = TimeBudget(args.minutes * 60)
-    ids = data.vocab.encode(text)
-    validation_ids = ids[len(ids) - data.validation_chars :]
-    streamed = stream_loss(model, validation_ids)
+    # One id per character: the validation part's ids are its characters' (the rest of
+    # the text needs no second encoding).
+    streamed = stream_loss(model, data.vocab.encode(text[len(text) - data.validation_chars :]))
 
     class StreamValidation(keras.callbacks.Callback):
         """The validation text's loss read as streams, into the epoch's logs (before
