@@ -78,6 +78,12 @@ def stream_loss(model, ids, streams: int = STREAMS):
     from unfold_rnn.cells import state_sizes
 
     windows = len(ids) // (streams * seq_len)
+    if windows == 0:
+        raise SystemExit(
+            f"The validation part of the text has {len(ids)} characters, fewer than {streams} "
+            f"streams of one {seq_len}-character window each ({streams * seq_len}); use a "
+            f"text of at least {round(streams * seq_len / val_fraction):,} characters."
+        )
     parts = np.asarray(ids[: streams * windows * seq_len + 1], dtype=np.int32)
     inputs = parts[:-1].reshape(streams, windows * seq_len)  # row i: the i-th part
     targets = parts[1:].reshape(streams, windows * seq_len)  # each next character
