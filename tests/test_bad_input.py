@@ -110,6 +110,7 @@ CLI_CASES = [
     (["train-lm", "--batch-size", "-1"], "`batch-size` must be a positive whole number"),
     (["train-lm", "--epochs", "0"], "`epochs` must be a positive whole number"),
     (["train-lm", "--checkpoint-every", "-5"], "`checkpoint-every` must be a whole number >= 0"),
+    (["evaluate", "{run:lm}", "--text", "{short}", "--streams", "0"], "--streams must be"),
     (["train-lm", "--lr", "0"], "learning rate must be > 0"),
     (["train-lm", "--dropout", "1"], "`dropout` is the fraction of units to drop"),
     (["train-lm", "--units", "many"], "argument --units: invalid int value: 'many'"),

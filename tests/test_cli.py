@@ -54,12 +54,16 @@ def test_sample_several_and_greedy(lm_run, capsys):
 
 
 def test_evaluate_prints_the_models_loss(lm_run, text_file, capsys):
-    assert cli.main(["evaluate", str(lm_run), "--text", str(text_file)]) == 0
-    line = capsys.readouterr().out.strip()
-    nats, bits, perplexity = (float(x) for x in re.findall(r"[\d.]+(?= nats| bits|\s\()", line))
-    assert math.isfinite(nats) and 0 < nats < math.log(40)
-    assert bits == pytest.approx(nats / math.log(2), abs=1e-3)
-    assert perplexity == pytest.approx(math.exp(nats), rel=1e-3)
+    assert cli.main(["evaluate", str(lm_run), "--text", str(text_file), "--streams", "3"]) == 0
+    windows, stream = capsys.readouterr().out.strip().splitlines()
+    assert "windows, each read from zero states" in windows
+    assert "read as 3 streams, states carried" in stream
+    for line in (windows, stream):
+        numbers = re.findall(r"([\d.]+) nats/char, ([\d.]+) bits/char, perplexity ([\d.]+):", line)
+        nats, bits, perplexity = (float(x) for x in numbers[0])
+        assert math.isfinite(nats) and 0 < nats < math.log(40)
+        assert bits == pytest.approx(nats / math.log(2), abs=1e-3)
+        assert perplexity == pytest.approx(math.exp(nats), rel=1e-3)
 
 
 def test_train_addition(tmp_path, capsys):

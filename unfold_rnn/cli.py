@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from unfold_rnn import xla_settings
+from unfold_rnn.evaluation import STREAMS
 
 
 class _Parser(argparse.ArgumentParser):
@@ -127,10 +128,19 @@ def _parser() -> argparse.ArgumentParser:
     evaluate = commands.add_parser(
         "evaluate",
         help="a language model's loss on a text",
-        description="Print the loss in nats/char, bits/char and the perplexity on a text.",
+        description="Print the loss in nats/char, bits/char and the perplexity on a text, "
+        "read two ways: in windows of the training length, each from zero states (as "
+        "training's validation loss), and as streams, the states carried from window to window "
+        "(as a language model's loss on a text is usually reported).",
     )
     evaluate.add_argument("run_dir", metavar="RUN_DIR", help="a train-lm run directory")
     evaluate.add_argument("--text", required=True, help="a UTF-8 text file")
+    evaluate.add_argument(
+        "--streams",
+        type=int,
+        default=STREAMS,
+        help=f"parts of the text read side by side as streams (default: {STREAMS})",
+    )
 
     inspect = commands.add_parser(
         "inspect",
@@ -267,8 +277,11 @@ def _sample(args: argparse.Namespace) -> None:
 
 def _evaluate(args: argparse.Namespace) -> None:
     from unfold_rnn import runs
-    from unfold_rnn.data import read_text, text_windows
+    from unfold_rnn.data import read_text
+    from unfold_rnn.evaluation import describe, stream_loss, window_loss
 
+    if args.streams < 1:
+        raise ValueError(f"--streams must be at least 1; got {args.streams}.")
     config = runs.read_config(args.run_dir, "language_model")
     vocab = runs.read_vocab(args.run_dir)
     text = read_text(args.text)
@@ -278,12 +291,16 @@ def _evaluate(args: argparse.Namespace) -> None:
             f"Skipped {len(text) - len(ids):,} characters the model does not know.",
             file=sys.stderr,
         )
-    windows = text_windows(ids, config.seq_len, config.batch_size)
     model = runs.load_model(Path(args.run_dir) / runs.MODEL)
-    nats = model.evaluate(windows, verbose=0, return_dict=True)["loss"]
+    windows = window_loss(model, ids, config.seq_len, config.batch_size)
+    streams = min(args.streams, len(ids) - 1)
     print(
-        f"{nats:.4f} nats/char, {nats / math.log(2):.4f} bits/char, "
-        f"perplexity {math.exp(nats):.3f} ({len(ids):,} characters)"
+        f"{describe(windows)}: {len(ids):,} characters in {config.seq_len}-character windows, "
+        "each read from zero states (as training's validation loss)"
+    )
+    print(
+        f"{describe(stream_loss(model, ids, streams))}: the same read as {streams} "
+        f"stream{'s' if streams > 1 else ''}, states carried from window to window"
     )
 
 
