@@ -16,10 +16,11 @@ is what budgeted training recommends (Li, Yumer & Ramanan, "Budgeted Training", 
 Each evaluation gives two validation losses. The first, `val_loss`, is Keras's: the loss
 over consecutive 100-character windows, each read from zero states, so a window's first
 characters are predicted with little or no context. The second reads the validation text
-as one stream, the way a language model's loss on a text is usually reported (char-rnn
-carries its states through the validation text too): the text is cut into `STREAMS` equal
-contiguous parts, read side by side in 100-character windows, and each recurrent layer's
-states carry from one window to the next, so only each part's first window starts cold.
+as streams, the way a language model's loss on a text is usually reported (char-rnn carries
+its states through the validation text too): `unfold_rnn.evaluation.StreamReader` cuts it
+into 16 equal contiguous parts, reads them side by side in 100-character windows, and
+carries each recurrent layer's states from one window to the next, so only each part's first
+window starts cold.
 
     python benchmarks/lm_quality.py ../shared/data/tinyshakespeare.txt --minutes 10
 
@@ -62,59 +63,6 @@ num_layers = 2  # recurrent layers stacked
 embedding_dim = 64  # size of each character's embedding
 learning_rate = 2e-3  # Adam, at the start
 val_fraction = 0.1  # the text's last 10% is for validation
-STREAMS = 16  # contiguous parts of the validation text read side by side as streams
-
-
-def stream_loss(model, ids, streams: int = STREAMS):
-    """A function that gives `model`'s loss, nats/char, on `ids` read as `streams` streams.
-
-    Each recurrent layer (named rnn_*) gets a twin returning its states, which carry from
-    one window of `seq_len` characters to the next; its weights are copied at each call.
-    Dropout layers are left out (evaluation).
-    """
-    import numpy as np
-    import tensorflow as tf
-
-    from unfold_rnn.cells import state_sizes
-
-    windows = len(ids) // (streams * seq_len)
-    if windows == 0:
-        raise SystemExit(
-            f"The validation part of the text has {len(ids)} characters, fewer than {streams} "
-            f"streams of one {seq_len}-character window each ({streams * seq_len}); use a "
-            f"text of at least {round(streams * seq_len / val_fraction):,} characters."
-        )
-    parts = np.asarray(ids[: streams * windows * seq_len + 1], dtype=np.int32)
-    inputs = parts[:-1].reshape(streams, windows * seq_len)  # row i: the i-th part
-    targets = parts[1:].reshape(streams, windows * seq_len)  # each next character
-    embedding, dense = model.get_layer("embedding"), model.get_layer("logits")
-    rnns = [layer for layer in model.layers if layer.name.startswith("rnn_")]
-    twins = [type(r).from_config({**r.get_config(), "return_state": True}) for r in rnns]
-    for rnn, twin in zip(rnns, twins, strict=True):
-        twin.build(rnn.input.shape)
-
-    @tf.function(jit_compile=True)
-    def window_loss(x, y, states):
-        h = embedding(x)
-        new_states = []
-        for twin, state in zip(twins, states, strict=True):
-            h, *state = twin(h, initial_state=state)
-            new_states.append(state)
-        losses = tf.nn.sparse_softmax_cross_entropy_with_logits(y, dense(h))
-        return tf.reduce_sum(losses), new_states
-
-    def loss() -> float:
-        for rnn, twin in zip(rnns, twins, strict=True):
-            twin.set_weights(rnn.get_weights())
-        states = [[tf.zeros((streams, size)) for size in state_sizes(r.cell)] for r in rnns]
-        total = 0.0
-        for k in range(windows):
-            cut = slice(k * seq_len, (k + 1) * seq_len)
-            window_total, states = window_loss(inputs[:, cut], targets[:, cut], states)
-            total += float(window_total)
-        return total / inputs.size
-
-    return loss
 
 
 def train_one(name: str) -> dict:
@@ -127,6 +75,7 @@ def train_one(name: str) -> dict:
     from unfold_rnn import build_language_model
     from unfold_rnn.callbacks import TimeBudget
     from unfold_rnn.data import read_text, text_data
+    from unfold_rnn.evaluation import STREAMS, StreamReader
 
     keras.utils.set_random_seed(args.seed)
     text = read_text(args.text)
@@ -145,14 +94,15 @@ def train_one(name: str) -> dict:
     budget = TimeBudget(args.minutes * 60)
     # One id per character: the validation part's ids are its characters' (the rest of
     # the text needs no second encoding).
-    streamed = stream_loss(model, data.vocab.encode(text[len(text) - data.validation_chars :]))
+    validation_ids = data.vocab.encode(text[len(text) - data.validation_chars :])
+    reader = StreamReader(model)
 
     class StreamValidation(keras.callbacks.Callback):
         """The validation text's loss read as streams, into the epoch's logs (before
         `budget` records them; its clock has stopped by then)."""
 
         def on_epoch_end(self, epoch, logs=None):
-            logs["val_stream_loss"] = streamed()
+            logs["val_stream_loss"] = reader.loss(validation_ids, STREAMS, seq_len)
 
     class CosineInTime(keras.callbacks.Callback):
         """The learning rate from `learning_rate` to --final-lr along a half cosine, by the
@@ -179,6 +129,7 @@ def train_one(name: str) -> dict:
         "tokens_per_second": steps_per_second * batch_size * seq_len,
         "curve": [(seconds, logs["val_loss"]) for seconds, logs in budget.history],
         "stream_curve": [(s, logs["val_stream_loss"]) for s, logs in budget.history],
+        "streams": STREAMS,
     }
 
 
@@ -272,9 +223,10 @@ for name in args.systems:
 
 checkpoints = [m * 60 for m in (1, 2, 5, 10, 20, 30, 60) if m <= args.minutes] + [args.minutes * 60]
 checkpoints = sorted(set(checkpoints))
+streams = next(iter(results.values()))["streams"]
 for curve, title in (
     ("curve", "windows from zero states"),
-    ("stream_curve", f"the text as {STREAMS} streams, states carried"),
+    ("stream_curve", f"the text as {streams} streams, states carried"),
 ):
     print(f"\nValidation loss ({title}), nats/char (bits/char), after equal training time:")
     print(f"{'minutes':>8} " + " ".join(f"{name:>20}" for name in results))
