@@ -288,7 +288,8 @@ def _scan_with_bptt(
     array, and XLA then keeps several (T, B, G) arrays alive at once. The forward loop writes
     z_t (or r_t) into one new array; x W is not needed after it when the cell adds the
     projections. Peak memory of an LSTM language model's XLA training step at 1,000 steps
-    (`benchmarks/speed.py --memory-only`): ~900 MB, Keras's built-in ~920 MB.
+    (`benchmarks/speed.py --memory-only`): 879-898 MB; Keras's built-in, 814-931 MB from run
+    to run.
 
     The gradient is defined around the two passes, not inside them: `passes` may compile
     each with XLA (`_Passes.compiled()`), and each then gets exactly the tensors it reads.
