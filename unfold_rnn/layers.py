@@ -113,9 +113,10 @@ class _Step(NamedTuple):
 
 
 def _forward_through_time(step: _Step, projected: tf.Tensor, initial_states: tuple):
-    """The forward loop over x_t W (T, B, G). Returns the final states, the states each step
-    started from (states_{t-1}, each (T, B, size)) and, (T, B, G), what the backward loop
-    reads: z_t = x_t W + b + r_t for cells that add the projections, r_t otherwise."""
+    """The forward loop over x_t W (T, B, G). Returns h at every step, batch-major (B, T, H),
+    the final states, and what the backward loop reads: the states each step started from
+    (states_{t-1}, each (T, B, size)) and, (T, B, G), z_t = x_t W + b + r_t for cells that
+    add the projections, r_t otherwise."""
     adds = step.cell.adds_projections
     steps = tf.shape(projected)[0]
 
@@ -151,7 +152,10 @@ def _forward_through_time(step: _Step, projected: tf.Tensor, initial_states: tup
     # states_{t-1}: what the backward loop reads, and h_{t-1} is the left factor of dU as it
     # stands (h_t would need a shifted copy).
     previous = tuple(s.stack() for s in stacks)
-    return final_states, previous, saved.stack()
+    # h_t at every step, batch-major: the gradient arrives batch-major too, and the backward
+    # loop reads it in place (a time-major output would be transposed into a copy going back).
+    outputs = _swap_batch_and_time(tf.concat([previous[0][1:], final_states[0][None]], axis=0))
+    return outputs, tuple(final_states), previous, saved.stack()
 
 
 def _backward_through_time(
@@ -160,12 +164,13 @@ def _backward_through_time(
     d_final_states: list[tf.Tensor],
     saved: tf.Tensor,
     previous: tuple,
-    projected: tf.Tensor,
+    projected: tf.Tensor | None,
 ):
     """The backward loop, t = T-1 .. 0, given the gradients of h at every step (B, T, H),
-    and of the final states. Returns the gradients of the initial states, dr_t at every step
-    (written over `saved`), and dp_t (written over x_t W; dr_t itself if the cell adds its
-    projections), each (T, B, G)."""
+    and of the final states, then the weights' gradients. Returns dp_t at every step, (T, B,
+    G) (written over x_t W; dr_t itself, written over `saved`, if the cell adds its
+    projections), the gradients of the initial states, and [dU, db' if the step has b', db
+    if it adds b]. `projected` (x W) is read only by a cell that does not add them."""
     adds = step.cell.adds_projections
     # U^T laid out once before the loop: each step's dr_t U^T then reads it row by row
     # (with transpose_b XLA's CPU matmul was ~12% slower per step, measured here).
@@ -203,33 +208,7 @@ def _backward_through_time(
         maximum_iterations=steps,
     )
     d_recurrent = d_recurrent.stack()
-    return d_initial, d_recurrent, d_recurrent if adds else d_projected.stack()
-
-
-def _forward_pass(step: _Step, projected: tf.Tensor, initial_states: tuple):
-    """The forward loop, with h at every step batch-major: returns (outputs (B, T, H), the
-    final states, and what the backward pass reads: the states each step started from and
-    the saved z_t or r_t)."""
-    final_states, previous, saved = _forward_through_time(step, projected, initial_states)
-    # h_t at every step, batch-major: the gradient arrives batch-major too, and the backward
-    # loop reads it in place (a time-major output would be transposed into a copy going back).
-    outputs = tf.concat([previous[0][1:], final_states[0][None]], axis=0)
-    return _swap_batch_and_time(outputs), tuple(final_states), previous, saved
-
-
-def _backward_pass(
-    step: _Step,
-    d_outputs: tf.Tensor | None,
-    d_final_states: list[tf.Tensor],
-    saved: tf.Tensor,
-    previous: tuple,
-    projected: tf.Tensor | None,
-):
-    """The backward loop, then the weights' gradients: returns (dp_t at every step, the
-    initial states' gradients, [dU, db' if the step has b', db if it adds b])."""
-    d_initial, d_recurrent, d_projected = _backward_through_time(
-        step, d_outputs, d_final_states, saved, previous, projected
-    )
+    d_projected = d_recurrent if adds else d_projected.stack()
     h_in = _masked(previous[0], step.recurrent_mask)  # (T, B, H): h_{t-1} * m
     # (T·B, H)ᵀ (T·B, G) as one matmul that reads h_in transposed (a tensordot would first
     # write out a transposed copy).
@@ -244,12 +223,12 @@ def _backward_pass(
 class _Passes(NamedTuple):
     """The two halves of `_scan_with_bptt`, run as they are or each compiled with XLA."""
 
-    forward: Any = _forward_pass
-    backward: Any = _backward_pass
+    forward: Any = _forward_through_time
+    backward: Any = _backward_through_time
 
     @classmethod
     def compiled(cls) -> _Passes:
-        return cls(*(tf.function(f, jit_compile=True) for f in (_forward_pass, _backward_pass)))
+        return cls(*(tf.function(f, jit_compile=True) for f in cls()))
 
 
 _UNCOMPILED = _Passes()
