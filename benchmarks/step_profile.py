@@ -4,11 +4,22 @@ and everything else (embedding, logits, loss, Adam), for our layer and Keras's.
 Times, in one process, compiled functions that do a growing part of the step of
 `benchmarks/speed.py`'s language model (its `base` configuration: batch 64, 100 steps,
 embedding 64, 1 x 256 units, 65 characters), with XLA as its `ours+xla` and `keras+xla`
-systems and without, as its `ours` and `keras`, and prints the median of each and the differences:
+systems and without, as its `ours` and `keras`, all taking turns, and prints the median of
+each and the differences:
 
     layer forward                        the scan alone
     layer forward + backward             + the reverse scan and the weight gradients
     whole training step                  + embedding, logits, loss, gradients, Adam
+
+and, as a floor, the same three parts made of the step's matmuls alone, with their shapes
+and order (XLA): h_{t-1} U at each step of a forward loop after x W for all steps, dr_t U^T
+at each step of a reverse loop, then dU, dW and dx, then the output layer's three. Each
+loop step keeps one add of (B, H) to carry its result; there is no other element-wise work.
+It is a yardstick for the least a step of these shapes can take, not a proof: TensorFlow's
+own matmul kernels (oneDNN, which Keras's layers use without XLA) can be a little faster
+than XLA's, and the program itself is not tuned. The last lines set it against a training
+step 1.5 times as fast as Keras's; what a step spends beyond the matmuls includes the rest
+of the step (embedding, softmax and loss, Adam), which every system has.
 
     python benchmarks/step_profile.py [--cell lstm] [--units 256] [--repeats 30]
 """
@@ -19,6 +30,7 @@ import argparse
 import os
 import statistics
 import time
+from typing import Any
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
@@ -27,18 +39,28 @@ import tensorflow as tf
 from speed import CELLS, CONFIGS, EMBEDDING, VOCAB, language_model
 
 
-def median_ms(fn, repeats: int) -> float:
-    fn()  # trace and compile
-    fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
+def medians_ms(parts: dict[str, dict[str, Any]], repeats: int) -> dict[str, dict[str, float]]:
+    """Median milliseconds of each function in `parts` (system -> part -> function), timed
+    in turns: each round runs every function once, so a slow spell of this shared machine
+    falls on all of them alike rather than on one system's column."""
+    functions = [fn for fns in parts.values() for fn in fns.values()]
+    for fn in functions:  # trace and compile, then once more warm
         fn()
-        times.append(time.perf_counter() - start)
-    return 1000 * statistics.median(times)
+        fn()
+    times: dict[Any, list[float]] = {fn: [] for fn in functions}
+    for _ in range(repeats):
+        for fn in functions:
+            start = time.perf_counter()
+            fn()
+            times[fn].append(time.perf_counter() - start)
+    return {
+        system: {part: 1000 * statistics.median(times[fn]) for part, fn in fns.items()}
+        for system, fns in parts.items()
+    }
 
 
-def profile(system: str, cell: str, units: int, repeats: int) -> dict[str, float]:
+def profile(system: str, cell: str, units: int) -> dict[str, Any]:
+    """The three parts of a training step with `system`'s layer, as functions to time."""
     config = {**CONFIGS["base"], "units": units}
     model = language_model(system, cell, config)
     layer, jit = model.get_layer("rnn_0"), system.endswith("+xla")
@@ -60,11 +82,72 @@ def profile(system: str, cell: str, units: int, repeats: int) -> dict[str, float
 
     model.train_on_batch(ids[:, :-1], ids[:, 1:])  # builds the train function
     return {
-        "layer forward": median_ms(forward, repeats),
-        "layer forward + backward": median_ms(forward_backward, repeats),
-        "whole training step": median_ms(
-            lambda: model.train_on_batch(ids[:, :-1], ids[:, 1:]), repeats
-        ),
+        "layer forward": forward,
+        "layer forward + backward": forward_backward,
+        "whole training step": lambda: model.train_on_batch(ids[:, :-1], ids[:, 1:]),
+    }
+
+
+GATES = {"vanilla": 1, "gru": 3, "lstm": 4}
+
+
+def matmul_floor(cell: str, units: int) -> dict[str, Any]:
+    """The three parts of `profile`, made of the training step's matmuls alone (XLA)."""
+    config = {**CONFIGS["base"], "units": units}
+    batch, steps, width = config["batch"], config["steps"], GATES[cell] * units
+    rows = batch * steps
+    rng = np.random.default_rng(0)
+
+    def normal(*shape: int) -> tf.Tensor:
+        return tf.constant(0.05 * rng.normal(size=shape).astype("float32"))
+
+    kernel, recurrent, output = normal(EMBEDDING, width), normal(units, width), normal(units, VOCAB)
+    x, d_logits = normal(rows, EMBEDDING), normal(rows, VOCAB)
+
+    def forward() -> tuple[tf.Tensor, tf.Tensor]:
+        projected = tf.reshape(tf.matmul(x, kernel), (steps, batch, width))
+
+        def step(carry, p_t):
+            r_t = tf.matmul(carry[0], recurrent) + p_t  # r_t is kept, as the layer keeps it
+            return r_t[:, :units], r_t
+
+        start = (tf.zeros((batch, units)), tf.zeros((batch, width)))
+        h, kept = tf.scan(step, projected, initializer=start)
+        return tf.reshape(h, (rows, units)), tf.reshape(kept, (rows, width))
+
+    def backward(h: tf.Tensor, kept: tf.Tensor, d_h: tf.Tensor) -> list[tf.Tensor]:
+        kept_t, d_h_t = (tf.reshape(a, (steps, batch, -1)) for a in (kept, d_h))
+
+        def step(d_state, inputs):  # kept stands in for dr_t: same shape, no extra work
+            return tf.matmul(inputs[0], recurrent, transpose_b=True) + inputs[1] + d_state
+
+        d_states = tf.scan(step, (kept_t, d_h_t), initializer=tf.zeros((batch, units)))
+        d_recurrent = tf.matmul(h, kept, transpose_a=True)
+        d_kernel = tf.matmul(x, kept, transpose_a=True)
+        d_x = tf.matmul(kept, kernel, transpose_b=True)
+        return [d_states, d_recurrent, d_kernel, d_x]
+
+    @tf.function(jit_compile=True)
+    def layer_forward():
+        return [tf.reduce_sum(a) for a in forward()]
+
+    @tf.function(jit_compile=True)
+    def layer_forward_backward():
+        h, kept = forward()
+        return [tf.reduce_sum(a) for a in backward(h, kept, h)]
+
+    @tf.function(jit_compile=True)
+    def training_step():
+        h, kept = forward()
+        logits = tf.matmul(h, output)
+        d_output = tf.matmul(h, d_logits, transpose_a=True)
+        d_h = tf.matmul(d_logits, output, transpose_b=True)
+        return [tf.reduce_sum(a) for a in [logits, d_output, *backward(h, kept, d_h)]]
+
+    return {
+        "layer forward": layer_forward,
+        "layer forward + backward": layer_forward_backward,
+        "whole training step": training_step,
     }
 
 
@@ -74,12 +157,14 @@ def main() -> None:
     parser.add_argument("--units", type=int, default=256)
     parser.add_argument("--repeats", type=int, default=30)
     args = parser.parse_args()
-    rows = {
-        "ours (XLA)": profile("ours+xla", args.cell, args.units, args.repeats),
-        "ours (plain)": profile("ours", args.cell, args.units, args.repeats),
-        "keras (XLA)": profile("keras+xla", args.cell, args.units, args.repeats),
-        "keras (plain)": profile("keras", args.cell, args.units, args.repeats),
+    parts = {
+        "ours (XLA)": profile("ours+xla", args.cell, args.units),
+        "ours (plain)": profile("ours", args.cell, args.units),
+        "keras (XLA)": profile("keras+xla", args.cell, args.units),
+        "keras (plain)": profile("keras", args.cell, args.units),
+        "matmuls alone": matmul_floor(args.cell, args.units),
     }
+    rows = medians_ms(parts, args.repeats)
     base = CONFIGS["base"]
     print(f"{args.cell}, {args.units} units, batch {base['batch']} x {base['steps']} steps; ms")
     print(f"{'':28}" + "".join(f"{name:>16}" for name in rows))
@@ -96,6 +181,16 @@ def main() -> None:
         total = r["whole training step"]
         parts = ", ".join(f"{k} {v / total:.0%}" for k, v in share.items())
         print(f"{name}: {parts}")
+    step = {name: r["whole training step"] for name, r in rows.items()}
+    floor = step["matmuls alone"]
+    for name in ("ours (XLA)", "ours (plain)"):
+        print(f"{name}: the matmuls alone take {floor / step[name]:.0%} of its training step")
+    for name in ("keras (XLA)", "keras (plain)"):
+        print(
+            f"1.5x {name} is {step[name] / 1.5:.1f} ms a step, of which the matmuls alone take"
+            f" {floor:.1f}; beyond them, {name} spends {step[name] - floor:.1f} ms,"
+            f" ours (XLA) {step['ours (XLA)'] - floor:.1f}"
+        )
 
 
 if __name__ == "__main__":
