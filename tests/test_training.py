@@ -55,6 +55,20 @@ def saved_numbers(run_dir: Path) -> list[np.ndarray]:
     return [v.numpy() for v in model.variables + model.optimizer.variables]
 
 
+def epoch_scalars(run_dir: Path) -> dict[tuple[str, int], float]:
+    """The training metrics TensorBoard holds for each epoch (loss, accuracy, bits per
+    character, perplexity), from every events file the run wrote, resumed parts included."""
+    import tensorflow as tf
+
+    return {
+        (value.tag, event.step): float(tf.make_ndarray(value.tensor))
+        for path in sorted((run_dir / "train").glob("events.out.tfevents.*"))
+        for event in tf.compat.v1.train.summary_iterator(str(path))
+        for value in event.summary.value
+        if value.tag.startswith("epoch_") and value.tag != "epoch_learning_rate"
+    }
+
+
 def assert_bit_identical(a: list[np.ndarray], b: list[np.ndarray]) -> None:
     assert len(a) == len(b)
     for x, y in zip(a, b, strict=True):
@@ -112,6 +126,12 @@ def test_ctrl_c_saves_and_resume_ends_bit_identical(step, tmp_path, text_file, w
     assert_bit_identical(saved_numbers(whole_run), saved_numbers(tmp_path / "cut"))
     whole_best = runs.load_model(whole_run / runs.MODEL).get_weights()
     assert_bit_identical(whole_best, runs.load_model(tmp_path / "cut" / runs.MODEL).get_weights())
+    # The epoch cut in two still reports its averages over all five of its steps, as the
+    # run never stopped does (only the order of the sums differs).
+    whole, cut = epoch_scalars(whole_run), epoch_scalars(tmp_path / "cut")
+    assert sorted(cut) == sorted(whole) and len(whole) >= 4 * 3
+    for key, value in whole.items():
+        assert cut[key] == pytest.approx(value, rel=1e-6), key
 
 
 def test_sigterm_saves_too_and_periodic_checkpoints_resume(tmp_path, text_file, whole_run):

@@ -219,6 +219,8 @@ class RunCheckpoints(keras.callbacks.Callback):
       (at the epoch's end if that was its last step), then `Stopped` is raised: nothing done
       is lost, and no part-epoch is validated.
     - A loss that is not finite raises `Stopped` at once, keeping the last good files.
+    - A checkpoint within an epoch keeps the metrics' running sums; resumed from it, they
+      are added back, so that epoch's averages cover all of its steps.
 
     `Stopped` leaves `fit` without its `on_train_end`; whoever catches it calls that.
 
@@ -240,12 +242,16 @@ class RunCheckpoints(keras.callbacks.Callback):
         self.run_dir, self.state, self.every, self.clock = Path(run_dir), state, every, clock
         self.step = state.step  # training steps completed, saved or not
         self.stop_signal: int | None = None
+        # The metrics' sums from the steps of this epoch before the checkpoint resumed from.
+        self._earlier_metrics = list(state.epoch_metrics)
 
     def request_stop(self, signal_number: int) -> None:
         self.stop_signal = signal_number
 
     def on_train_batch_end(self, batch: int, logs: Any = None) -> None:
         self.step += 1
+        if self._earlier_metrics:
+            self._add_earlier_metrics()
         loss = (logs or {}).get("loss")
         if loss is not None and not math.isfinite(float(loss)):
             raise Stopped(
@@ -274,6 +280,22 @@ class RunCheckpoints(keras.callbacks.Callback):
         if self.stop_signal is not None:
             raise Stopped(self._stop_message(), self.stop_signal)
 
+    def _add_earlier_metrics(self) -> None:
+        """Add the sums and counts of the epoch's steps before the resumed checkpoint to the
+        metrics (Keras reset them as the epoch began, and a metric exists only after its
+        first update, so this waits for the first step's end). From then on the running
+        averages, and the epoch's, are those of a run never stopped. Under a strategy with
+        several replicas the metrics' variables are per replica; the averages then cover the
+        resumed steps only, as they did before."""
+        earlier, self._earlier_metrics = self._earlier_metrics, []
+        variables = runs.metric_variables(self.model)
+        if self.model.distribute_strategy.num_replicas_in_sync > 1 or len(variables) != len(
+            earlier
+        ):
+            return
+        for variable, value in zip(variables, earlier, strict=True):
+            variable.assign_add(np.reshape(np.array(value, dtype=variable.dtype), variable.shape))
+
     def _check_weights(self) -> None:
         """A step's loss is computed before its update: the update can still have made the
         weights non-finite (an overflowing gradient). Such weights are never saved."""
@@ -294,6 +316,11 @@ class RunCheckpoints(keras.callbacks.Callback):
             runs.save_model(self.model, self.run_dir / runs.MODEL)
             self.state.best_val_loss = float(val_loss)
         self.state.step = self.step
+        self.state.epoch_metrics = (
+            []
+            if epochs_done is not None
+            else [np.ravel(v.numpy()).tolist() for v in runs.metric_variables(self.model)]
+        )
         if self.clock is not None:
             self.state.training_seconds = self.clock()
         runs.save_checkpoint(self.run_dir, self.model, self.state)

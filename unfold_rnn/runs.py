@@ -6,8 +6,9 @@ need, nothing they must guess. Every file is written atomically.
     model.keras           the best model so far, by validation loss
     checkpoint/step-N.keras  the model and optimizer after training step N (the last saved)
     checkpoint/state.json where the run stands: the step and epoch of that checkpoint, the
-                          random generators' states, the best validation loss, training
-                          time, whether the run finished
+                          random generators' states, the training metrics' sums so far
+                          in the epoch, the best validation loss, training time, whether
+                          the run finished
     train/, validation/   TensorBoard event files
 
 A checkpoint is committed by writing `state.json`, which names its model file: the model file
@@ -123,6 +124,10 @@ class State:
     best_val_loss: float | None = None
     training_seconds: float = 0.0  # time spent training, validation left out
     finished: bool = False
+    # The training metrics' variables (Keras's running sums and counts) at `step`, when it
+    # falls mid-epoch: a resumed run adds them back, so the epoch's averages cover all of
+    # its steps. Empty at an epoch's end.
+    epoch_metrics: list[list[float]] = field(default_factory=list)
 
 
 def read_state(run_dir: str | Path) -> State:
@@ -137,6 +142,12 @@ def read_state(run_dir: str | Path) -> State:
 
 def write_state(run_dir: str | Path, state: State) -> None:
     write_text_atomically(Path(run_dir) / STATE, json.dumps(state.__dict__) + "\n")
+
+
+def metric_variables(model: keras.Model) -> list[keras.Variable]:
+    """The variables of the model's metrics, its loss's running mean first (Keras resets
+    them at each epoch's start)."""
+    return [variable for metric in model.metrics for variable in metric.variables]
 
 
 def _random_generators(model: keras.Model) -> list[keras.Variable]:
