@@ -11,7 +11,7 @@ each and the differences:
     layer forward + backward             + the reverse scan and the weight gradients
     whole training step                  + embedding, logits, loss, gradients, Adam
 
-and, as a floor, the same three parts made of the step's matmuls alone, with their shapes
+and, as a yardstick, the same three parts made of the step's matmuls alone, with their shapes
 and order (XLA): h_{t-1} U at each step of a forward loop after x W for all steps, dr_t U^T
 at each step of a reverse loop, then dU, dW and dx, then the output layer's three. Each
 loop step keeps one add of (B, H) to carry its result; there is no other element-wise work.

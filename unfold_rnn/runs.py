@@ -145,7 +145,7 @@ def write_state(run_dir: str | Path, state: State) -> None:
 
 
 def metric_variables(model: keras.Model) -> list[keras.Variable]:
-    """The variables of the model's metrics, its loss's running mean first (Keras resets
+    """The variables of the model's metrics, the loss's running mean included (Keras resets
     them at each epoch's start)."""
     return [variable for metric in model.metrics for variable in metric.variables]
 
