@@ -278,7 +278,7 @@ def _sample(args: argparse.Namespace) -> None:
 def _evaluate(args: argparse.Namespace) -> None:
     from unfold_rnn import runs
     from unfold_rnn.data import read_text
-    from unfold_rnn.evaluation import describe, stream_loss, window_loss
+    from unfold_rnn.evaluation import describe, stream_loss, usable_streams, window_loss
 
     if args.streams < 1:
         raise ValueError(f"--streams must be at least 1; got {args.streams}.")
@@ -293,7 +293,7 @@ def _evaluate(args: argparse.Namespace) -> None:
         )
     model = runs.load_model(Path(args.run_dir) / runs.MODEL)
     windows = window_loss(model, ids, config.seq_len, config.batch_size)
-    streams = min(args.streams, len(ids) - 1)
+    streams = usable_streams(args.streams, len(ids))
     print(
         f"{describe(windows)}: {len(ids):,} characters in {config.seq_len}-character windows, "
         "each read from zero states (as training's validation loss)"

@@ -33,6 +33,12 @@ STREAMS = 16  # parts of the text read side by side
 WINDOW = 100  # characters read per call when streaming; any length gives the same loss
 
 
+def usable_streams(streams: int, length: int) -> int:
+    """How many streams a text of `length` character ids is read as: `streams`, or fewer if
+    the text is too short to give each at least one character to predict."""
+    return min(streams, length - 1)
+
+
 def window_loss(model: keras.Model, ids: np.ndarray, seq_len: int, batch_size: int) -> float:
     """Mean nats/char over every full window of `seq_len` characters of `ids`, each read
     from zero states: the number `fit` logs as `val_loss`."""
@@ -67,6 +73,7 @@ class StreamReader:
         if not self._twins:
             raise ValueError("The model has no recurrent layers whose states could carry.")
         self._read = tf.function(self._read_fn, jit_compile=True, reduce_retracing=True)
+        self._checked = False  # whether a first window has shown the model to be one chain
 
     def _read_fn(self, ids: tf.Tensor, targets: tf.Tensor, states: dict) -> tuple:
         """One window (B, W) from `states`: the sum of its cross-entropies, its logits, and
@@ -103,7 +110,7 @@ class StreamReader:
         for layer in self._layers:
             if layer.name in self._twins:
                 self._twins[layer.name].set_weights(layer.get_weights())
-        streams = min(streams, len(ids) - 1)
+        streams = usable_streams(streams, len(ids))
         length = (len(ids) - 1) // streams  # characters predicted per part
         used = ids[: streams * length + 1]
         inputs = used[:-1].reshape(streams, length)  # row i: the i-th part
@@ -112,7 +119,7 @@ class StreamReader:
         total = 0.0
         for start in range(0, length, window):
             cut = slice(start, start + window)
-            if start == 0:
+            if not self._checked:
                 window_total, states = self._read_first(inputs[:, cut], targets[:, cut], states)
             else:
                 window_total, _, states = self._read(inputs[:, cut], targets[:, cut], states)
@@ -120,9 +127,9 @@ class StreamReader:
         return total / inputs.size
 
     def _read_first(self, ids: np.ndarray, targets: np.ndarray, states: dict) -> tuple:
-        """The first window, checked: from zero states the chain of layers must give the
-        model's own logits, or the model is not one chain and the reader would measure
-        something else."""
+        """The first window a reader reads, checked: from zero states the chain of layers must
+        give the model's own logits, or the model is not one chain and the reader would
+        measure something else."""
         not_a_chain = ValueError(
             "This model is not one chain of layers from character ids to logits (as "
             "build_language_model makes it), so it cannot be read as a stream."
@@ -133,6 +140,7 @@ class StreamReader:
             raise not_a_chain from error
         if not np.allclose(logits, self._model(ids, training=False), atol=1e-2, rtol=1e-2):
             raise not_a_chain
+        self._checked = True  # the layers do not change, so one check serves every call
         return total, states
 
 
