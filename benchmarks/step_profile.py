@@ -38,6 +38,8 @@ import numpy as np
 import tensorflow as tf
 from speed import CELLS, CONFIGS, EMBEDDING, VOCAB, language_model
 
+from unfold_rnn.models import CELLS as LAYERS
+
 
 def medians_ms(parts: dict[str, dict[str, Any]], repeats: int) -> dict[str, dict[str, float]]:
     """Median milliseconds of each function in `parts` (system -> part -> function), timed
@@ -88,13 +90,11 @@ def profile(system: str, cell: str, units: int) -> dict[str, Any]:
     }
 
 
-GATES = {"vanilla": 1, "gru": 3, "lstm": 4}
-
-
 def matmul_floor(cell: str, units: int) -> dict[str, Any]:
     """The three parts of `profile`, made of the training step's matmuls alone (XLA)."""
     config = {**CONFIGS["base"], "units": units}
-    batch, steps, width = config["batch"], config["steps"], GATES[cell] * units
+    batch, steps = config["batch"], config["steps"]
+    width = LAYERS[cell].cell_class.gates * units  # the columns of W and U
     rows = batch * steps
     rng = np.random.default_rng(0)
 
