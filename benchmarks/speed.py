@@ -23,9 +23,18 @@ module with its default threads.
 
     python benchmarks/speed.py [--rounds 2] [--configs base wide long 2layer] [--cells ...]
     python benchmarks/speed.py --memory        # also peak memory at 1,000 steps
+    python benchmarks/speed.py --memory-only   # only that
     python benchmarks/speed.py --systems ours+xla keras torch   # some systems only
 
 Printed: tokens/s of each system (median over rounds), and ratios of ours to the others.
+
+Memory is read two ways, each system in a process of its own for each. Resident memory is
+what the machine gives the process, but TensorFlow's default CPU allocator is the C library's
+malloc, which keeps freed memory, so it also shows what earlier steps and compilations left
+behind. TensorFlow's own BFC allocator (`TF_CPU_ALLOCATOR_USE_BFC=true`) counts the bytes of
+tensors and of XLA's buffers that are alive at once: its peak during a step, above what was
+alive as the step began, is the step's own working memory. PyTorch has no such counter on a
+CPU, so it gets the resident figure only.
 """
 
 from __future__ import annotations
@@ -110,6 +119,9 @@ def language_model(system: str, cell: str, config: dict) -> Any:
 def measure_tf(system: str, cell: str, config: dict, batches: int) -> dict:
     import keras
     import numpy as np
+    import tensorflow as tf
+
+    counted = os.environ.get("TF_CPU_ALLOCATOR_USE_BFC") == "true"
 
     model = language_model(system, cell, config)
     rng = np.random.default_rng(0)
@@ -118,16 +130,23 @@ def measure_tf(system: str, cell: str, config: dict, batches: int) -> dict:
     x, y = ids[:, :-1], ids[:, 1:]
 
     times: list[float] = []
+    working: list[float] = []  # per step after the first: the allocator's peak above its start
 
     sampler = RssSampler()
 
     class Clock(keras.callbacks.Callback):
         def on_train_batch_begin(self, batch, logs=None):
             sampler.on = batch > 0
+            if counted:
+                tf.config.experimental.reset_memory_stats("CPU:0")
+                self.alive = tf.config.experimental.get_memory_info("CPU:0")["current"]
             self.start = time.perf_counter()
 
         def on_train_batch_end(self, batch, logs=None):
             times.append(time.perf_counter() - self.start)
+            if counted and batch > 0:
+                peak = tf.config.experimental.get_memory_info("CPU:0")["peak"]
+                working.append((peak - self.alive) / 2**20)
 
     before = rss_mb()
     model.fit(x, y, batch_size=b, epochs=1, shuffle=False, verbose=0, callbacks=[Clock()])
@@ -135,6 +154,7 @@ def measure_tf(system: str, cell: str, config: dict, batches: int) -> dict:
         "times": times,
         "memory_mb": sampler.stop() - before,
         "lifetime_peak_mb": peak_rss_mb() - before,
+        "working_mb": max(working) if working else None,
     }
 
 
@@ -194,10 +214,13 @@ def worker(args: argparse.Namespace) -> None:
     print(json.dumps({"tokens_per_s": tokens / statistics.median(times), **result}))
 
 
-def run(system: str, cell: str, config: str, batches: int) -> dict:
+def run(system: str, cell: str, config: str, batches: int, counted: bool = False) -> dict:
+    """One system's measurement in a process of its own; `counted`: with TensorFlow's BFC
+    allocator, which counts the bytes alive at once (set before TensorFlow loads)."""
     command = [sys.executable, __file__, "--worker", system, cell, config]
     command += ["--batches", str(batches)]
-    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    env = {**os.environ, "TF_CPU_ALLOCATOR_USE_BFC": "true"} if counted else None
+    done = subprocess.run(command, capture_output=True, text=True, check=False, env=env)
     if done.returncode != 0:
         raise SystemExit(f"{system} {cell} {config} failed:\n{done.stderr[-3000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -228,10 +251,11 @@ def main() -> None:
     ratios = [("ours", "keras"), ("ours+xla", "keras"), ("ours+xla", "keras+xla")]
     ratios += [("ours+xla", "torch")]
     ratios = [(a, b) for a, b in ratios if a in systems and b in systems]
-    print(f"{args.rounds} rounds; {os.cpu_count()} CPUs; tokens/s, median over rounds")
-    header = f"{'config':7} {'cell':8}" + "".join(f"{s:>10}" for s in systems)
-    header += "".join(f"{a + '/' + b:>20}" for a, b in ratios)
-    print(header, flush=True)
+    if not args.memory_only:
+        print(f"{args.rounds} rounds; {os.cpu_count()} CPUs; tokens/s, median over rounds")
+        header = f"{'config':7} {'cell':8}" + "".join(f"{s:>10}" for s in systems)
+        header += "".join(f"{a + '/' + b:>20}" for a, b in ratios)
+        print(header, flush=True)
     for config in [] if args.memory_only else args.configs:
         batches = args.batches // 3 if config == "long" else args.batches
         for cell in args.cells:
@@ -246,20 +270,28 @@ def main() -> None:
 
     if args.memory or args.memory_only:
         print(
-            "\npeak memory of a training step at 1,000 steps: MB above the process before fit,"
-            "\nthe highest resident memory sampled during steps 2-4 (the first step traces and"
-            "\ncompiles; the lifetime peak, with it, is in brackets)"
+            "\npeak memory of a training step at 1,000 steps (steps 2-4; the first step traces"
+            "\nand compiles), MB. resident: the highest resident memory sampled, above the"
+            "\nprocess before fit (the lifetime peak, with the first step, in brackets)."
+            "\nallocated: the peak of the bytes alive at once in TensorFlow's BFC allocator,"
+            "\nabove those alive as the step began (a process of its own)"
         )
         for cell in args.cells:
-            results = {s: run(s, cell, "long", 4) for s in systems}
-            memory = {s: r["memory_mb"] for s, r in results.items()}
-            row = "   ".join(
-                f"{s} {r['memory_mb']:,.0f} ({r['lifetime_peak_mb']:,.0f})"
-                for s, r in results.items()
-            )
-            mine = [s for s in ("ours", "ours+xla") if s in memory and "keras" in memory]
-            against = "   ".join(f"{s}/keras {memory[s] / memory['keras']:.2f}x" for s in mine)
-            print(f"{cell:8} {row}   {against}", flush=True)
+            resident = {s: run(s, cell, "long", 4) for s in systems}
+            allocated = {s: run(s, cell, "long", 4, counted=True) for s in systems if s != "torch"}
+            for name, results, key in [
+                ("resident", resident, "memory_mb"),
+                ("allocated", allocated, "working_mb"),
+            ]:
+                memory = {s: r[key] for s, r in results.items()}
+                row = "   ".join(
+                    f"{s} {r[key]:,.0f}"
+                    + (f" ({r['lifetime_peak_mb']:,.0f})" if name == "resident" else "")
+                    for s, r in results.items()
+                )
+                mine = [s for s in ("ours", "ours+xla") if s in memory and "keras" in memory]
+                against = "   ".join(f"{s}/keras {memory[s] / memory['keras']:.2f}x" for s in mine)
+                print(f"{cell:8} {name:9} {row}   {against}", flush=True)
 
 
 if __name__ == "__main__":
