@@ -75,9 +75,22 @@ def _initial_state(kind, rng):
     return [rng.normal(size=(B, UNITS)).astype("float32") for _ in range(kind.num_states)]
 
 
+@pytest.fixture(params=[None, 4], ids=["whole", "in-pieces"])
+def pieces(request, monkeypatch):
+    """Run a test twice: with its sequences unfolded whole, and in pieces of at most 4 steps
+    (T = 6: 4, then 2), each from the states the one before ended with, as sequences longer
+    than `layers._TIME_CHUNK` run; here every cell runs in pieces, inside XLA programs too."""
+    if request.param is not None:
+        monkeypatch.setattr(unfold_rnn.layers, "_TIME_CHUNK", request.param)
+        cells = (unfold_rnn.VanillaCell, unfold_rnn.GRUCell, unfold_rnn.LSTMCell)
+        monkeypatch.setattr(unfold_rnn.layers, "_CELLS_IN_PIECES", cells)
+        monkeypatch.setattr(unfold_rnn.layers, "_CELLS_IN_PIECES_UNDER_XLA", cells)
+
+
 # -- parity with Keras's built-in layers ----------------------------------------------------
 
 
+@pytest.mark.usefixtures("pieces")
 @pytest.mark.parametrize("return_sequences", [False, True])
 @pytest.mark.parametrize("return_state", [False, True])
 @pytest.mark.parametrize("go_backwards", [False, True])
@@ -101,6 +114,50 @@ def test_matches_keras_outputs_states_and_gradients(
     assert len(out_ours) == 1 + (kind.num_states if return_state else 0)
     _assert_all_close(out_ours, out_theirs)
     _assert_all_close(grads_ours, grads_theirs)
+
+
+def test_long_sequences_run_in_pieces_and_match_keras(kind, rng):
+    """At the default piece length, a GRU and an LSTM run 250 steps as 100 + 100 + 50 (the
+    Vanilla RNN whole); masked and backwards, the outputs, final states and gradients match
+    Keras's layer."""
+    chunk = unfold_rnn.layers._TIME_CHUNK
+    steps = 2 * chunk + chunk // 2
+    ours, theirs = kind.pair(UNITS, return_sequences=True, return_state=True, go_backwards=True)
+    x = rng.normal(size=(2, steps, D)).astype("float32")
+    ours(x), theirs(x)
+    ours.set_weights(randomize_weights(theirs, rng))
+    mask = tf.constant(rng.random((2, steps)) < 0.8)
+    scan = unfold_rnn.layers._scan_with_bptt
+    with mock.patch.object(unfold_rnn.layers, "_scan_with_bptt", wraps=scan) as pieces:
+        out_ours, grads_ours = _outputs_and_gradients(ours, x, mask)
+    expected = [steps] if kind.name == "vanilla" else [chunk, chunk, chunk // 2]
+    if not ours.cell.one_matmul_per_step:  # GRU(reset_after=False): tf.scan with autodiff
+        expected = []
+    assert [call.args[1].shape[0] for call in pieces.call_args_list] == expected
+    out_theirs, grads_theirs = _outputs_and_gradients(theirs, x, mask)
+    _assert_all_close(out_ours, out_theirs)
+    _assert_all_close(grads_ours, grads_theirs)
+
+
+@pytest.mark.parametrize("jit_compile", [False, True], ids=["graph", "xla"])
+def test_inside_an_xla_program_only_the_lstm_runs_in_pieces(kind, rng, jit_compile):
+    """In a plain graph the GRU and the LSTM run in pieces; inside XLA, the LSTM only."""
+    chunk = unfold_rnn.layers._TIME_CHUNK
+    steps = chunk + chunk // 2
+    layer = kind.ours(UNITS, return_sequences=True, **kind.kwargs)
+    x = tf.constant(rng.normal(size=(2, steps, D)).astype("float32"))
+    expected = layer(x)
+    scan = unfold_rnn.layers._scan_with_bptt
+    with mock.patch.object(unfold_rnn.layers, "_scan_with_bptt", wraps=scan) as pieces:
+        outputs = tf.function(layer, jit_compile=jit_compile)(x)
+    lengths = [call.args[1].shape[0] for call in pieces.call_args_list]
+    if not layer.cell.one_matmul_per_step:
+        assert lengths == []
+    elif kind.name == "vanilla" or (jit_compile and kind.name != "lstm"):
+        assert lengths == [steps]
+    else:
+        assert lengths == [chunk, chunk // 2]
+    np.testing.assert_allclose(outputs, expected, atol=1e-5)
 
 
 # (activation, recurrent_activation): other than the defaults, and for the LSTM one pair that
@@ -138,6 +195,7 @@ def test_lstm_gradients_stay_finite_when_an_unkept_activation_overflows():
         assert np.isfinite(g).all()
 
 
+@pytest.mark.usefixtures("pieces")
 @pytest.mark.parametrize("return_sequences", [False, True])
 def test_matches_keras_with_zero_output_for_mask(kind, rng, return_sequences):
     ours, theirs = _built_pair(
@@ -150,6 +208,7 @@ def test_matches_keras_with_zero_output_for_mask(kind, rng, return_sequences):
     _assert_all_close(grads_ours, grads_theirs)
 
 
+@pytest.mark.usefixtures("pieces")
 def test_matches_keras_in_graph_mode(kind, rng):
     """The same comparison traced by tf.function, as model.fit runs it."""
     ours, theirs = _built_pair(
@@ -164,6 +223,7 @@ def test_matches_keras_in_graph_mode(kind, rng):
     _assert_all_close(grads_ours, grads_theirs)
 
 
+@pytest.mark.usefixtures("pieces")
 def test_stateful_matches_keras_and_resets(kind, rng):
     ours, theirs = kind.pair(UNITS, stateful=True, return_sequences=True)
     chunks = rng.normal(size=(3, B, T, D)).astype("float32")
@@ -181,6 +241,7 @@ def test_stateful_matches_keras_and_resets(kind, rng):
     assert len(ours.weights) == len(theirs.weights) == 3
 
 
+@pytest.mark.usefixtures("pieces")
 def test_bidirectional_matches_keras(kind, rng):
     x = rng.normal(size=(B, T, D)).astype("float32")
     for return_sequences in (False, True):
@@ -293,6 +354,7 @@ def test_input_dropout_mask_is_the_same_at_every_step(rng):
     assert not np.allclose(trained, layer(x, training=False))
 
 
+@pytest.mark.usefixtures("pieces")
 def test_dropout_scan_equals_loop_with_the_same_masks(kind, rng):
     """With dropout on, the scan equals the loop over the cell given the masks it drew:
     a twin layer with the same seed draws the same masks in the same order."""
@@ -400,6 +462,7 @@ def test_fit_lowers_the_loss(kind, rng):
     assert model.evaluate(x, y, verbose=0) < 0.2 * before
 
 
+@pytest.mark.usefixtures("pieces")
 def test_jit_compile_gives_the_same_numbers(kind, rng):
     keras.utils.set_random_seed(0)
     x, y = _regression_task(rng)

@@ -15,7 +15,9 @@ What the loop really does, in order:
    instead of T small ones inside the loop;
 3. `tf.scan` the cell's recurrent half over t, carrying the states; where a mask is given,
    a masked step carries the states unchanged (for cells whose step is one matmul,
-   `_scan_with_bptt` runs the same loop with backpropagation through time written by hand);
+   `_scan_with_bptt` runs the same loop with backpropagation through time written by hand,
+   and a GRU or an LSTM takes a sequence longer than `_TIME_CHUNK` steps through steps 2 and
+   3 in pieces of that many steps, one after another);
 4. swap the outputs back to batch-major.
 
 The public layers `VanillaRNN`, `GRU` and `LSTM` are thin: a cell plus Keras's arguments, so
@@ -266,9 +268,10 @@ def _scan_with_bptt(
     dr_t replaces r_t, dp_t replaces x_t W). `tf.scan` writes every step's result into a new
     array, and XLA then keeps several (T, B, G) arrays alive at once. The forward loop writes
     z_t (or r_t) into one new array; x W is not needed after it when the cell adds the
-    projections. Peak memory of an LSTM language model's XLA training step at 1,000 steps
-    (`benchmarks/speed.py --memory-only`): 879-898 MB; Keras's built-in, 814-931 MB from run
-    to run.
+    projections. Peak memory of an LSTM language model's XLA training step at 1,000 steps,
+    run in `Unfold`'s pieces (`benchmarks/speed.py --memory-only`): 853-879 MB resident,
+    Keras's built-in 795-919 from run to run; 516 MB of tensors alive at once, Keras's
+    628-690.
 
     The gradient is defined around the two passes, not inside them: `passes` may compile
     each with XLA (`_Passes.compiled()`), and each then gets exactly the tensors it reads.
@@ -311,6 +314,39 @@ def _scan_with_bptt(
 
     outputs, *final_states = loop(projected, *initial_states, *weights)
     return outputs, final_states
+
+
+# A GRU's or an LSTM's sequences longer than this many steps go through `_scan_with_bptt` in
+# pieces of this many steps, one after another, each piece starting from the states the one
+# before it ended with. Outside an XLA program (a plain `fit`), the forward and backward
+# passes are programs of their own, and the backward one copies its saved (T, B, gates·units)
+# arrays before it overwrites them: then a piece's only. An LSTM gains in both kinds of
+# training step: a piece's x W exists only while its own loop runs, instead of x W for every
+# step at once beside the saved z_t (at 1,000 steps, batch 64 and 256 units: 250 MB). Inside
+# an XLA program the GRU runs whole, as pieces raised its peak memory there (joining the
+# pieces' outputs costs one more copy of them, and its backward pass keeps every piece's x W
+# anyway). The Vanilla RNN runs whole everywhere: its arrays are no wider than its outputs,
+# and pieces did not lower its memory. Measured at 1,000 steps, at the same speed: README,
+# "Speed". Sequences of unknown length run whole.
+_TIME_CHUNK = 100
+_CELLS_IN_PIECES: tuple[type, ...] = (GRUCell, LSTMCell)
+_CELLS_IN_PIECES_UNDER_XLA: tuple[type, ...] = (LSTMCell,)
+
+
+def _inside_xla_program() -> bool:
+    """Whether the layer is being traced into a program that XLA compiles whole, such as
+    Keras's training step with `jit_compile=True`. `tf.__internal__` is the namespace that
+    TensorFlow exports for Keras; were the function gone, a GRU would run in pieces there too."""
+    enclosing = getattr(tf.__internal__, "get_enclosing_xla_context", None)
+    return enclosing is not None and enclosing() is not None
+
+
+def _time_chunks(cell: Any, steps: int | None) -> list[slice]:
+    """The pieces of a time axis of `steps` steps that `cell` runs over, one after another."""
+    cells = _CELLS_IN_PIECES_UNDER_XLA if _inside_xla_program() else _CELLS_IN_PIECES
+    if steps is None or steps <= _TIME_CHUNK or not isinstance(cell, cells):
+        return [slice(None)]
+    return [slice(t, min(t + _TIME_CHUNK, steps)) for t in range(0, steps, _TIME_CHUNK)]
 
 
 def _rows(x: tf.Tensor) -> tf.Tensor:
@@ -551,12 +587,24 @@ class Unfold(keras.layers.Layer):
             passes = _UNCOMPILED
             if self.jit_compile and not tf.executing_eagerly():
                 passes = self._compiled_passes
-            # x W for every step at once, (T, B, G); the loop adds b to each step's slice.
-            projected = cell.project_inputs(inputs, bias=False)
             input_bias = tf.convert_to_tensor(cell.input_bias()) if cell.use_bias else None
-            outputs, final_states = _scan_with_bptt(
-                cell, projected, states, mask, recurrent_mask, input_bias, passes
-            )
+            pieces, final_states = [], states
+            for piece in _time_chunks(cell, inputs.shape[0]):
+                # x W for every step of the piece at once, (T', B, G); the loop adds b to
+                # each step's slice.
+                whole = piece == slice(None)
+                projected = cell.project_inputs(inputs if whole else inputs[piece], bias=False)
+                piece_outputs, final_states = _scan_with_bptt(
+                    cell,
+                    projected,
+                    tuple(final_states),
+                    mask if mask is None or whole else mask[piece],
+                    recurrent_mask,
+                    input_bias,
+                    passes,
+                )
+                pieces.append(piece_outputs)
+            outputs = pieces[0] if len(pieces) == 1 else tf.concat(pieces, axis=1)
         else:
             projected = cell.project_inputs(inputs)  # (T, B, G): x W + b, all steps at once
             all_states = _scan(
