@@ -266,11 +266,13 @@ def _scan_with_bptt(
     Recomputing beats keeping the activations here. A version that kept each step's gate
     activations and wrote each cell's derivative by hand (sigmoid' = s (1 - s), tanh' =
     1 - t², so that the backward step computes no sigmoid or tanh) trained the language model
-    of `benchmarks/speed.py` (ours+xla, base) no faster on a Zen 5 CPU, three processes each,
-    taking turns: LSTM 98-100k against 118-120k tokens/s, GRU 119-123k against 122-124k,
-    Vanilla RNN 294-301k against 305-314k (in a plain `fit` the Vanilla RNN gained 4%). XLA
-    spread the hand-written step over more fusions, each reading the kept arrays again, and
-    recomputed tanh(c_t) in several of them; the saved transcendentals did not pay for that.
+    of `benchmarks/speed.py` (ours+xla, base) slower or no faster on a Zen 5 CPU, three
+    processes each, taking turns: LSTM 98-100k against 118-120k tokens/s, GRU 119-123k
+    against 122-124k, Vanilla RNN 294-301k against 305-314k (in a plain `fit` the Vanilla RNN
+    gained 4%). XLA spread the hand-written step over more fusions, each reading the kept
+    arrays again (the LSTM's tanh(c_t), recomputed there, alone took ~70 us a step), and the
+    gradients had to go to an array of their own: written over the kept slots, they made XLA
+    copy the whole array at every step.
 
     Both loops are `tf.while_loop`s over TensorArrays, the parts `tf.scan` is made of, written
     out so that each backward step overwrites the slot it has read: dz_t replaces z_t (GRU:
