@@ -25,8 +25,17 @@ module with its default threads.
     python benchmarks/speed.py --memory        # also peak memory at 1,000 steps
     python benchmarks/speed.py --memory-only   # only that
     python benchmarks/speed.py --systems ours+xla keras torch   # some systems only
+    python benchmarks/speed.py --threads default 1/2 2/1        # TensorFlow's thread pools
 
 Printed: tokens/s of each system (median over rounds), and ratios of ours to the others.
+
+`--threads` runs each TensorFlow system once more under each setting of TensorFlow's two
+thread pools given as INTER/INTRA (`tf.config.threading`: inter-op threads, which run
+independent operations side by side, and intra-op threads, which split one operation), set
+in the worker before anything runs; `default` leaves TensorFlow's choice (on this machine,
+both pools as wide as the CPU count). Each setting gets a column of its own, taking turns
+with the others, and a ratio to the same system at `default`. PyTorch keeps its threads.
+Memory is measured at `default` only.
 
 Memory is read two ways, each system in a process of its own for each. Resident memory is
 what the machine gives the process, but TensorFlow's default CPU allocator is the C library's
@@ -199,8 +208,31 @@ def measure_torch(cell: str, config: dict, batches: int) -> dict:
     }
 
 
+def thread_pools(setting: str) -> tuple[int, int] | None:
+    """A `--threads` setting, "INTER/INTRA" or "default", as (inter-op threads, intra-op
+    threads), or None for TensorFlow's own choice."""
+    if setting == "default":
+        return None
+    try:
+        inter, intra = (int(n) for n in setting.split("/"))
+    except ValueError:
+        inter = intra = -1
+    if inter < 1 or intra < 1:
+        raise argparse.ArgumentTypeError(
+            f"a thread setting is 'default' or INTER/INTRA, two counts of at least 1 "
+            f"(for example 1/2); got {setting!r}"
+        )
+    return inter, intra
+
+
 def worker(args: argparse.Namespace) -> None:
     config = CONFIGS[args.config]
+    pools = thread_pools(args.thread_pools)
+    if pools is not None and args.system != "torch":
+        import tensorflow as tf
+
+        tf.config.threading.set_inter_op_parallelism_threads(pools[0])
+        tf.config.threading.set_intra_op_parallelism_threads(pools[1])
     if args.system.endswith("+xla"):
         from unfold_rnn.xla_settings import apply_training_settings
 
@@ -214,11 +246,19 @@ def worker(args: argparse.Namespace) -> None:
     print(json.dumps({"tokens_per_s": tokens / statistics.median(times), **result}))
 
 
-def run(system: str, cell: str, config: str, batches: int, counted: bool = False) -> dict:
+def run(
+    system: str,
+    cell: str,
+    config: str,
+    batches: int,
+    counted: bool = False,
+    threads: str = "default",
+) -> dict:
     """One system's measurement in a process of its own; `counted`: with TensorFlow's BFC
-    allocator, which counts the bytes alive at once (set before TensorFlow loads)."""
+    allocator, which counts the bytes alive at once (set before TensorFlow loads);
+    `threads`: TensorFlow's thread pools, as `--threads` takes them."""
     command = [sys.executable, __file__, "--worker", system, cell, config]
-    command += ["--batches", str(batches)]
+    command += ["--batches", str(batches), "--thread-pools", threads]
     env = {**os.environ, "TF_CPU_ALLOCATOR_USE_BFC": "true"} if counted else None
     done = subprocess.run(command, capture_output=True, text=True, check=False, env=env)
     if done.returncode != 0:
@@ -239,8 +279,20 @@ def main() -> None:
         "--systems", nargs="+", default=list(SYSTEMS), choices=list(SYSTEMS), help="to compare"
     )
     parser.add_argument("--memory-only", action="store_true", help="only the memory table")
+    parser.add_argument(
+        "--threads",
+        nargs="+",
+        default=["default"],
+        help="TensorFlow thread pools to compare, each 'default' or INTER/INTRA (e.g. 1/2)",
+    )
     parser.add_argument("--worker", nargs=3, help=argparse.SUPPRESS)  # system cell config
+    parser.add_argument("--thread-pools", default="default", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    for setting in args.threads:
+        try:
+            thread_pools(setting)
+        except argparse.ArgumentTypeError as error:
+            parser.error(f"--threads: {error}")
     if args.worker:
         args.system, args.cell, args.config = args.worker
         worker(args)
@@ -248,24 +300,36 @@ def main() -> None:
 
     has_torch = importlib.util.find_spec("torch") is not None
     systems = [s for s in args.systems if s != "torch" or has_torch]
+    # (column, system, thread setting): each TensorFlow system once per setting; the
+    # `default` column keeps the system's bare name.
+    columns = [
+        (s if t == "default" else f"{s} {t}", s, t)
+        for s in systems
+        for t in (["default"] if s == "torch" else dict.fromkeys(args.threads))
+    ]
+    names = [c for c, *_ in columns]
     ratios = [("ours", "keras"), ("ours+xla", "keras"), ("ours+xla", "keras+xla")]
     ratios += [("ours+xla", "torch")]
-    ratios = [(a, b) for a, b in ratios if a in systems and b in systems]
+    ratios += [(c, s) for c, s, t in columns if t != "default"]
+    ratios = [(a, b) for a, b in ratios if a in names and b in names]
+    width = max(10, *(len(c) + 2 for c in names))
+    ratio_width = max([20, *(len(a) + len(b) + 3 for a, b in ratios)])
     if not args.memory_only:
         print(f"{args.rounds} rounds; {os.cpu_count()} CPUs; tokens/s, median over rounds")
-        header = f"{'config':7} {'cell':8}" + "".join(f"{s:>10}" for s in systems)
-        header += "".join(f"{a + '/' + b:>20}" for a, b in ratios)
+        header = f"{'config':7} {'cell':8}" + "".join(f"{c:>{width}}" for c in names)
+        header += "".join(f"{a + '/' + b:>{ratio_width}}" for a, b in ratios)
         print(header, flush=True)
     for config in [] if args.memory_only else args.configs:
         batches = args.batches // 3 if config == "long" else args.batches
         for cell in args.cells:
-            speeds: dict[str, list[float]] = {s: [] for s in systems}
+            speeds: dict[str, list[float]] = {c: [] for c, *_ in columns}
             for _ in range(args.rounds):
-                for system in systems:
-                    speeds[system].append(run(system, cell, config, batches)["tokens_per_s"])
-            median = {s: statistics.median(v) for s, v in speeds.items()}
-            row = f"{config:7} {cell:8}" + "".join(f"{median[s]:10,.0f}" for s in systems)
-            row += "".join(f"{median[a] / median[b]:19.2f}x" for a, b in ratios)
+                for column, system, threads in columns:
+                    result = run(system, cell, config, batches, threads=threads)
+                    speeds[column].append(result["tokens_per_s"])
+            median = {c: statistics.median(v) for c, v in speeds.items()}
+            row = f"{config:7} {cell:8}" + "".join(f"{median[c]:{width},.0f}" for c in names)
+            row += "".join(f"{median[a] / median[b]:{ratio_width - 1}.2f}x" for a, b in ratios)
             print(row, flush=True)
 
     if args.memory or args.memory_only:
