@@ -1,8 +1,8 @@
-"""Training speed of our layers against Keras's built-ins and PyTorch's, side by side.
+"""Our layers against Keras's built-ins and PyTorch's, side by side: speed and memory.
 
-Every measurement is a character-level language model's training step, as a user writes it
-(`model.fit` with Adam; in PyTorch, the usual loop): embedding 64 -> recurrent layer(s) ->
-dense logits over 65 characters, sparse cross-entropy. Configurations:
+Every measurement but generation's is a character-level language model's training step, as
+a user writes it (`model.fit` with Adam; in PyTorch, the usual loop): embedding 64 ->
+recurrent layer(s) -> dense logits over 65 characters, sparse cross-entropy. Configurations:
 
     base   batch 64, 100 steps, 256 units, 1 layer
     wide   512 units
@@ -17,25 +17,29 @@ measured only when it is installed (it is never a dependency of the package).
 Systems: `ours` and `keras` are a plain `model.compile(Adam, loss)` + `model.fit`, as a user
 writes it (Keras leaves XLA off on CPU-only machines; our layers still compile their own
 time loop); `ours+xla` and `keras+xla` compile the whole step with `jit_compile=True`, as
-`build_language_model` and the `unfold-rnn` command do, and run with the one XLA setting the
-command makes (`unfold_rnn.xla_settings`: less memory, same speed); `torch` is PyTorch's nn
-module with its default threads.
+`build_language_model` and the `unfold-rnn` command do, and run with the XLA settings the
+command makes (`unfold_rnn.xla_settings`); `torch` is PyTorch's nn module with its default
+threads.
 
     python benchmarks/speed.py [--rounds 2] [--configs base wide long 2layer] [--cells ...]
     python benchmarks/speed.py --memory        # also peak memory at 1,000 steps
     python benchmarks/speed.py --memory-only   # only that
+    python benchmarks/speed.py --tables generation   # single-stream generation, chars/s
     python benchmarks/speed.py --systems ours+xla keras torch   # some systems only
     python benchmarks/speed.py --threads default 1/2 2/1        # TensorFlow's thread pools
+    python benchmarks/speed.py --xla-flags xla_cpu_prefer_vector_width=256   # XLA's flags
 
 Printed: tokens/s of each system (median over rounds), and ratios of ours to the others.
 
 `--threads` runs each TensorFlow system once more under each setting of TensorFlow's two
 thread pools given as INTER/INTRA (`tf.config.threading`: inter-op threads, which run
 independent operations side by side, and intra-op threads, which split one operation), set
-in the worker before anything runs; `default` leaves TensorFlow's choice (on this machine,
-both pools as wide as the CPU count). Each setting gets a column of its own, taking turns
-with the others, and a ratio to the same system at `default`. PyTorch keeps its threads.
-Memory is measured at `default` only.
+in the worker before anything runs; `default` leaves TensorFlow's choice. Each setting gets
+a column of its own, taking turns with the others, and a ratio to the same system at
+`default`. `--xla-flags` does the same with XLA_FLAGS: each value (flags without their
+leading dashes, separated by spaces) is set in a column of its own, and a system that
+applies the command's XLA settings (`+xla`) adds only the ones it leaves unnamed. PyTorch
+keeps its threads. Memory and generation are measured at `default` only.
 
 Memory is read two ways, each system in a process of its own for each. Resident memory is
 what the machine gives the process, but TensorFlow's default CPU allocator is the C library's
@@ -44,6 +48,13 @@ behind. TensorFlow's own BFC allocator (`TF_CPU_ALLOCATOR_USE_BFC=true`) counts 
 tensors and of XLA's buffers that are alive at once: its peak during a step, above what was
 alive as the step began, is the step's own working memory. PyTorch has no such counter on a
 CPU, so it gets the resident figure only.
+
+Generation writes 2,000 characters from one stream (batch 1) with each configuration's
+untrained model (speed does not depend on the weights), drawing each character from the
+softmax at temperature 1. Ours and Keras's layers run in the same loop, `unfold_rnn`'s
+`Sampler` (one step of the cells a character, states carried, compiled with XLA, 256
+characters a call), so the ratio is the cells' own; PyTorch runs the loop its users write,
+one call of the model a character in Python.
 """
 
 from __future__ import annotations
@@ -71,6 +82,8 @@ EMBEDDING, VOCAB = 64, 65
 SYSTEMS = ("ours", "ours+xla", "keras", "keras+xla", "torch")
 KERAS_NAMES = {"vanilla": "SimpleRNN", "gru": "GRU", "lstm": "LSTM"}
 TORCH_NAMES = {"vanilla": "RNN", "gru": "GRU", "lstm": "LSTM"}
+GENERATED = 2000  # characters per timed sample of single-stream generation
+TABLES = ("speed", "memory", "generation")
 
 
 def rss_mb() -> float:
@@ -167,7 +180,8 @@ def measure_tf(system: str, cell: str, config: dict, batches: int) -> dict:
     }
 
 
-def measure_torch(cell: str, config: dict, batches: int) -> dict:
+def torch_language_model(cell: str, config: dict) -> Any:
+    """The benchmark's model in PyTorch: embedding -> nn.RNN/GRU/LSTM -> linear logits."""
     import torch
 
     torch.set_num_threads(os.cpu_count() or 1)
@@ -182,10 +196,17 @@ def measure_torch(cell: str, config: dict, batches: int) -> dict:
             self.rnn = rnn(EMBEDDING, units, num_layers=layers, batch_first=True)
             self.logits = torch.nn.Linear(units, VOCAB)
 
-        def forward(self, ids):
-            return self.logits(self.rnn(self.embedding(ids))[0])
+        def forward(self, ids, states=None):
+            outputs, states = self.rnn(self.embedding(ids), states)
+            return self.logits(outputs), states
 
-    model = Model()
+    return Model()
+
+
+def measure_torch(cell: str, config: dict, batches: int) -> dict:
+    import torch
+
+    model = torch_language_model(cell, config)
     optimizer = torch.optim.Adam(model.parameters(), lr=2e-3)
     loss_fn = torch.nn.CrossEntropyLoss()
     b, t = config["batch"], config["steps"]
@@ -197,7 +218,7 @@ def measure_torch(cell: str, config: dict, batches: int) -> dict:
         ids = torch.randint(0, VOCAB, (b, t + 1))
         start = time.perf_counter()
         optimizer.zero_grad()
-        loss = loss_fn(model(ids[:, :-1]).reshape(-1, VOCAB), ids[:, 1:].reshape(-1))
+        loss = loss_fn(model(ids[:, :-1])[0].reshape(-1, VOCAB), ids[:, 1:].reshape(-1))
         loss.backward()
         optimizer.step()
         times.append(time.perf_counter() - start)
@@ -206,6 +227,47 @@ def measure_torch(cell: str, config: dict, batches: int) -> dict:
         "memory_mb": sampler.stop() - before,
         "lifetime_peak_mb": peak_rss_mb() - before,
     }
+
+
+def generate_tf(system: str, cell: str, config: dict, length: int, repeats: int) -> list[float]:
+    """Seconds to generate `length` characters, `repeats` times, with `unfold_rnn`'s
+    Sampler over the system's model: the same compiled loop (one step a character, states
+    carried, temperature 1) around our cells or Keras's."""
+    from unfold_rnn import CharVocab
+    from unfold_rnn.sampling import Sampler
+
+    vocab = CharVocab([chr(c) for c in range(32, 32 + VOCAB)])
+    sampler = Sampler(language_model(system, cell, config), vocab)
+    sampler.generate("A", length=50, seed=0)  # traces and compiles
+    times = []
+    for seed in range(repeats):
+        start = time.perf_counter()
+        sampler.generate("A", length=length, seed=seed)
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def generate_torch(cell: str, config: dict, length: int, repeats: int) -> list[float]:
+    """The same in PyTorch, as its users write it: a Python loop, one character a call,
+    the states carried, drawing from the softmax."""
+    import torch
+
+    model = torch_language_model(cell, config).eval()
+
+    def generate(length: int) -> None:
+        ids, states = torch.zeros((1, 1), dtype=torch.long), None
+        for _ in range(length):
+            logits, states = model(ids, states)
+            ids = torch.multinomial(torch.softmax(logits[:, -1], dim=-1), 1)
+
+    times = []
+    with torch.inference_mode():
+        generate(50)
+        for _ in range(repeats):
+            start = time.perf_counter()
+            generate(length)
+            times.append(time.perf_counter() - start)
+    return times
 
 
 def thread_pools(setting: str) -> tuple[int, int] | None:
@@ -237,6 +299,14 @@ def worker(args: argparse.Namespace) -> None:
         from unfold_rnn.xla_settings import apply_training_settings
 
         apply_training_settings()  # before anything is compiled, as the command does
+    if args.generate:
+        length, repeats = GENERATED, 5
+        if args.system == "torch":
+            times = generate_torch(args.cell, config, length, repeats)
+        else:
+            times = generate_tf(args.system, args.cell, config, length, repeats)
+        print(json.dumps({"chars_per_s": length / statistics.median(times)}))
+        return
     if args.system == "torch":
         result = measure_torch(args.cell, config, args.batches)
     else:
@@ -253,20 +323,38 @@ def run(
     batches: int,
     counted: bool = False,
     threads: str = "default",
+    xla_flags: str = "",
+    generate: bool = False,
 ) -> dict:
     """One system's measurement in a process of its own; `counted`: with TensorFlow's BFC
     allocator, which counts the bytes alive at once (set before TensorFlow loads);
-    `threads`: TensorFlow's thread pools, as `--threads` takes them."""
+    `threads`: TensorFlow's thread pools, as `--threads` takes them; `xla_flags`: XLA_FLAGS,
+    as `--xla-flags` takes them; `generate`: time single-stream generation instead of
+    training."""
     command = [sys.executable, __file__, "--worker", system, cell, config]
     command += ["--batches", str(batches), "--thread-pools", threads]
-    env = {**os.environ, "TF_CPU_ALLOCATOR_USE_BFC": "true"} if counted else None
-    done = subprocess.run(command, capture_output=True, text=True, check=False, env=env)
-    if done.returncode != 0:
-        raise SystemExit(f"{system} {cell} {config} failed:\n{done.stderr[-3000:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    command += ["--generate"] if generate else []
+    env = dict(os.environ)
+    if counted:
+        env["TF_CPU_ALLOCATOR_USE_BFC"] = "true"
+    if xla_flags:
+        named = " ".join(f"--{flag}" for flag in xla_flags.split())
+        env["XLA_FLAGS"] = f"{env.get('XLA_FLAGS', '')} {named}".strip()
+    # A worker that dies (once here, a long run's TensorFlow process ended with no traceback)
+    # gets a second try, so that one crash does not lose the measurements of the whole run.
+    for attempt in (1, 2):
+        done = subprocess.run(command, capture_output=True, text=True, check=False, env=env)
+        if done.returncode == 0:
+            return json.loads(done.stdout.strip().splitlines()[-1])
+        print(
+            f"{system} {cell} {config} exited with status {done.returncode} (attempt {attempt})",
+            file=sys.stderr,
+            flush=True,
+        )
+    raise SystemExit(f"{system} {cell} {config} failed:\n{done.stderr[-3000:]}")
 
 
-def main() -> None:
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=2, help="turns each system takes")
     parser.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
@@ -274,88 +362,152 @@ def main() -> None:
     parser.add_argument(
         "--batches", type=int, default=24, help="training steps per process (a third at 1,000)"
     )
-    parser.add_argument("--memory", action="store_true", help="peak memory at 1,000 steps")
     parser.add_argument(
         "--systems", nargs="+", default=list(SYSTEMS), choices=list(SYSTEMS), help="to compare"
     )
-    parser.add_argument("--memory-only", action="store_true", help="only the memory table")
+    parser.add_argument(
+        "--tables", nargs="+", default=["speed"], choices=TABLES, help="what to measure"
+    )
+    parser.add_argument("--memory", action="store_true", help="same as --tables speed memory")
+    parser.add_argument("--memory-only", action="store_true", help="same as --tables memory")
     parser.add_argument(
         "--threads",
         nargs="+",
         default=["default"],
         help="TensorFlow thread pools to compare, each 'default' or INTER/INTRA (e.g. 1/2)",
     )
+    parser.add_argument(
+        "--xla-flags",
+        nargs="+",
+        default=[],
+        help="XLA_FLAGS to compare, each without leading dashes (e.g. "
+        "xla_cpu_prefer_vector_width=256); several in one value: separated by spaces",
+    )
     parser.add_argument("--worker", nargs=3, help=argparse.SUPPRESS)  # system cell config
     parser.add_argument("--thread-pools", default="default", help=argparse.SUPPRESS)
+    parser.add_argument("--generate", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     for setting in args.threads:
         try:
             thread_pools(setting)
         except argparse.ArgumentTypeError as error:
             parser.error(f"--threads: {error}")
-    if args.worker:
-        args.system, args.cell, args.config = args.worker
-        worker(args)
-        return
+    for flags in args.xla_flags:
+        if not flags.strip() or any(f.startswith("-") for f in flags.split()):
+            parser.error(
+                f"--xla-flags: give each flag without its leading dashes, e.g. "
+                f"xla_cpu_prefer_vector_width=256; got {flags!r}"
+            )
+    if args.memory_only:
+        args.tables = ["memory"]
+    elif args.memory and "memory" not in args.tables:
+        args.tables.append("memory")
+    return args
 
-    has_torch = importlib.util.find_spec("torch") is not None
-    systems = [s for s in args.systems if s != "torch" or has_torch]
-    # (column, system, thread setting): each TensorFlow system once per setting; the
-    # `default` column keeps the system's bare name.
+
+def speed_table(args: argparse.Namespace, systems: list[str]) -> None:
+    """Training tokens/s of every system (under each `--threads` and `--xla-flags`
+    setting), and the ratios."""
+    # Each setting as (label, thread pools, XLA_FLAGS); the default one has no label.
+    settings = [("" if t == "default" else t, t, "") for t in dict.fromkeys(args.threads)]
+    settings += [(f, "default", f) for f in dict.fromkeys(args.xla_flags)]
+    # (column, system, thread pools, XLA_FLAGS): each TensorFlow system once per setting.
     columns = [
-        (s if t == "default" else f"{s} {t}", s, t)
+        (f"{s} {label}".strip(), s, threads, flags)
         for s in systems
-        for t in (["default"] if s == "torch" else dict.fromkeys(args.threads))
+        for label, threads, flags in ([("", "default", "")] if s == "torch" else settings)
     ]
     names = [c for c, *_ in columns]
     ratios = [("ours", "keras"), ("ours+xla", "keras"), ("ours+xla", "keras+xla")]
     ratios += [("ours+xla", "torch")]
-    ratios += [(c, s) for c, s, t in columns if t != "default"]
+    ratios += [(c, s) for c, s, *_ in columns if c != s]
     ratios = [(a, b) for a, b in ratios if a in names and b in names]
     width = max(10, *(len(c) + 2 for c in names))
     ratio_width = max([20, *(len(a) + len(b) + 3 for a, b in ratios)])
-    if not args.memory_only:
-        print(f"{args.rounds} rounds; {os.cpu_count()} CPUs; tokens/s, median over rounds")
-        header = f"{'config':7} {'cell':8}" + "".join(f"{c:>{width}}" for c in names)
-        header += "".join(f"{a + '/' + b:>{ratio_width}}" for a, b in ratios)
-        print(header, flush=True)
-    for config in [] if args.memory_only else args.configs:
+    print(f"{args.rounds} rounds; {os.cpu_count()} CPUs; tokens/s, median over rounds")
+    header = f"{'config':7} {'cell':8}" + "".join(f"{c:>{width}}" for c in names)
+    header += "".join(f"{a + '/' + b:>{ratio_width}}" for a, b in ratios)
+    print(header, flush=True)
+    for config in args.configs:
         batches = args.batches // 3 if config == "long" else args.batches
         for cell in args.cells:
-            speeds: dict[str, list[float]] = {c: [] for c, *_ in columns}
+            speeds: dict[str, list[float]] = {c: [] for c in names}
             for _ in range(args.rounds):
-                for column, system, threads in columns:
-                    result = run(system, cell, config, batches, threads=threads)
+                for column, system, threads, flags in columns:
+                    result = run(system, cell, config, batches, threads=threads, xla_flags=flags)
                     speeds[column].append(result["tokens_per_s"])
             median = {c: statistics.median(v) for c, v in speeds.items()}
             row = f"{config:7} {cell:8}" + "".join(f"{median[c]:{width},.0f}" for c in names)
             row += "".join(f"{median[a] / median[b]:{ratio_width - 1}.2f}x" for a, b in ratios)
             print(row, flush=True)
 
-    if args.memory or args.memory_only:
-        print(
-            "\npeak memory of a training step at 1,000 steps (steps 2-4; the first step traces"
-            "\nand compiles), MB. resident: the highest resident memory sampled, above the"
-            "\nprocess before fit (the lifetime peak, with the first step, in brackets)."
-            "\nallocated: the peak of the bytes alive at once in TensorFlow's BFC allocator,"
-            "\nabove those alive as the step began (a process of its own)"
-        )
+
+def memory_table(args: argparse.Namespace, systems: list[str]) -> None:
+    """Peak memory of a training step at 1,000 steps, resident and allocated."""
+    print(
+        "peak memory of a training step at 1,000 steps (steps 2-4; the first step traces"
+        "\nand compiles), MB. resident: the highest resident memory sampled, above the"
+        "\nprocess before fit (the lifetime peak, with the first step, in brackets)."
+        "\nallocated: the peak of the bytes alive at once in TensorFlow's BFC allocator,"
+        "\nabove those alive as the step began (a process of its own)"
+    )
+    for cell in args.cells:
+        resident = {s: run(s, cell, "long", 4) for s in systems}
+        allocated = {s: run(s, cell, "long", 4, counted=True) for s in systems if s != "torch"}
+        for name, results, key in [
+            ("resident", resident, "memory_mb"),
+            ("allocated", allocated, "working_mb"),
+        ]:
+            memory = {s: r[key] for s, r in results.items()}
+            row = "   ".join(
+                f"{s} {r[key]:,.0f}"
+                + (f" ({r['lifetime_peak_mb']:,.0f})" if name == "resident" else "")
+                for s, r in results.items()
+            )
+            mine = [s for s in ("ours", "ours+xla") if s in memory and "keras" in memory]
+            against = "   ".join(f"{s}/keras {memory[s] / memory['keras']:.2f}x" for s in mine)
+            print(f"{cell:8} {name:9} {row}   {against}", flush=True)
+
+
+def generation_table(args: argparse.Namespace, systems: list[str]) -> None:
+    """Single-stream generation, chars/s: ours and Keras's in the same compiled sampling
+    loop, PyTorch in its usual Python loop. XLA in the training step makes no difference
+    here (`ours+xla` counts as `ours`, `keras+xla` as `keras`), nor does the training
+    sequence length (`long` is left out)."""
+    kinds = [k for k in ("ours", "keras", "torch") if any(s.startswith(k) for s in systems)]
+    ratios = [(a, b) for a, b in [("ours", "keras"), ("ours", "torch")] if {a, b} <= {*kinds}]
+    print(
+        f"single-stream generation, {GENERATED:,} characters a sample, temperature 1; "
+        f"chars/s, median of 5 samples, then over {args.rounds} rounds"
+    )
+    header = f"{'config':7} {'cell':8}" + "".join(f"{k:>10}" for k in kinds)
+    print(header + "".join(f"{a + '/' + b:>20}" for a, b in ratios), flush=True)
+    for config in [c for c in args.configs if c != "long"]:
         for cell in args.cells:
-            resident = {s: run(s, cell, "long", 4) for s in systems}
-            allocated = {s: run(s, cell, "long", 4, counted=True) for s in systems if s != "torch"}
-            for name, results, key in [
-                ("resident", resident, "memory_mb"),
-                ("allocated", allocated, "working_mb"),
-            ]:
-                memory = {s: r[key] for s, r in results.items()}
-                row = "   ".join(
-                    f"{s} {r[key]:,.0f}"
-                    + (f" ({r['lifetime_peak_mb']:,.0f})" if name == "resident" else "")
-                    for s, r in results.items()
-                )
-                mine = [s for s in ("ours", "ours+xla") if s in memory and "keras" in memory]
-                against = "   ".join(f"{s}/keras {memory[s] / memory['keras']:.2f}x" for s in mine)
-                print(f"{cell:8} {name:9} {row}   {against}", flush=True)
+            speeds: dict[str, list[float]] = {k: [] for k in kinds}
+            for _ in range(args.rounds):
+                for kind in kinds:
+                    result = run(kind, cell, config, 0, generate=True)
+                    speeds[kind].append(result["chars_per_s"])
+            median = {k: statistics.median(v) for k, v in speeds.items()}
+            row = f"{config:7} {cell:8}" + "".join(f"{median[k]:10,.0f}" for k in kinds)
+            row += "".join(f"{median[a] / median[b]:19.2f}x" for a, b in ratios)
+            print(row, flush=True)
+
+
+def main() -> None:
+    args = parse_args()
+    if args.worker:
+        args.system, args.cell, args.config = args.worker
+        worker(args)
+        return
+    has_torch = importlib.util.find_spec("torch") is not None
+    systems = [s for s in args.systems if s != "torch" or has_torch]
+    tables = {"speed": speed_table, "memory": memory_table, "generation": generation_table}
+    for i, name in enumerate(t for t in TABLES if t in args.tables):
+        if i:
+            print()
+        tables[name](args, systems)
 
 
 if __name__ == "__main__":
