@@ -1,22 +1,33 @@
-"""The one XLA setting the `unfold-rnn` command makes, and how a script makes it too.
+"""The XLA settings the `unfold-rnn` command makes, and how a script makes them too.
 
-XLA's CPU compiler orders each program's operations with a scheduler that, in its own words
-(`XLA_FLAGS=--help`), is "optimized for extracting concurrency from an HLO module by trading
-off extra memory pressure"; it is on by default (TensorFlow 2.21). A training step through
-time has little to run side by side (each step waits for the last), and with that scheduler
-off, XLA packs the step's arrays into less memory at the same speed. Measured on a 2-core
-CPU, peak resident memory of a language model's XLA training step at 1,000 time steps
-(`benchmarks/speed.py`, its `ours+xla` system): Vanilla 527-532 -> 417-465 MB, GRU 873-889 ->
-794-821 MB, LSTM 909-916 -> 894-908 MB; tokens/s at 100 steps unchanged within the noise
-(8 to 14 interleaved runs a cell).
+Two flags of XLA's CPU compiler (TensorFlow 2.21's defaults in brackets), each measured with
+the language model of `benchmarks/speed.py`, its `ours+xla` system:
 
-The command adds `--xla_cpu_enable_concurrency_optimized_scheduler=false` to XLA_FLAGS
-before anything is compiled, unless XLA_FLAGS already names that flag (a user's choice, either
-way, is kept). XLA stops the process on a flag it does not know, so this happens only with
-the TensorFlow versions whose XLA was checked to have it (`VERIFIED_WITH`); with others the
-command keeps XLA's defaults. Library users keep XLA's defaults; XLA reads XLA_FLAGS once, at
-the first compilation, so a script that wants the setting calls `apply_training_settings()`
-(or sets XLA_FLAGS itself) before it compiles anything.
+- `--xla_cpu_enable_concurrency_optimized_scheduler=false` (true). That scheduler orders each
+  program's operations, in its own words (`XLA_FLAGS=--help`), "for extracting concurrency
+  from an HLO module by trading off extra memory pressure". A training step through time has
+  little to run side by side (each step waits for the last), and with the scheduler off, XLA
+  packs the step's arrays into less memory at the same speed. Measured on a 2-core AVX-512
+  CPU, peak resident memory of the XLA training step at 1,000 time steps: Vanilla 527-532 ->
+  417-465 MB, GRU 873-889 -> 794-821 MB, LSTM 909-916 -> 894-908 MB; tokens/s at 100 steps
+  unchanged within the noise (8 to 14 interleaved runs a cell).
+- `--xla_cpu_prefer_vector_width=512` (256). XLA asks LLVM for vectors of 256 bits, half what
+  AVX-512 holds; at 512, the element-wise work of each step (the gates' sigmoids and tanh,
+  forward and back) runs on whole AVX-512 registers. Measured on a 2-core Zen 5 CPU, tokens/s
+  of the XLA training step (`speed.py --systems ours+xla --xla-flags
+  xla_cpu_prefer_vector_width=512`, three rounds), 512 against 256: GRU 1.02-1.16 (1.16 on
+  the base configuration, 1.11 at 1,000 steps and with 2 layers), LSTM 1.00-1.06, Vanilla
+  1.01-1.12 (README, "Speed"). The layers' numbers stay the same to within float rounding
+  (tests/test_xla_settings.py). A CPU without AVX-512 has no wider vectors to give; the
+  flag was not measured on one.
+
+The command adds each flag to XLA_FLAGS before anything is compiled, unless XLA_FLAGS already
+names it (a user's choice, either way, is kept). XLA stops the process on a flag it does not
+know, so this happens only with the TensorFlow versions whose XLA was checked to have them
+(`VERIFIED_WITH`); with others the command keeps XLA's defaults. Library users keep XLA's
+defaults; XLA reads XLA_FLAGS once, at the first compilation, so a script that wants the
+settings calls `apply_training_settings()` (or sets XLA_FLAGS itself) before it compiles
+anything.
 """
 
 from __future__ import annotations
@@ -28,7 +39,8 @@ from collections.abc import MutableMapping, Sequence
 import tensorflow as tf
 
 SCHEDULER = "xla_cpu_enable_concurrency_optimized_scheduler"
-TRAINING_FLAGS = (f"--{SCHEDULER}=false",)
+VECTOR_WIDTH = "xla_cpu_prefer_vector_width"
+TRAINING_FLAGS = (f"--{SCHEDULER}=false", f"--{VECTOR_WIDTH}=512")
 # (major, minor) versions of TensorFlow whose XLA lists the flags (XLA_FLAGS=--help).
 VERIFIED_WITH = ((2, 21),)
 
