@@ -68,6 +68,14 @@ def test_adds_nothing_with_a_tensorflow_it_was_not_checked_with(version):
     assert environ == {}
 
 
+def _run_with(xla_flags: str, code: str) -> subprocess.CompletedProcess:
+    """Run Python `code` in a fresh process with these XLA_FLAGS (XLA reads them once)."""
+    env = {**os.environ, "XLA_FLAGS": xla_flags, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    return subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=600
+    )
+
+
 def _compile_with(xla_flags: str) -> subprocess.CompletedProcess:
     """Compile and run a small XLA function in a fresh process with these XLA_FLAGS."""
     code = (
@@ -75,10 +83,7 @@ def _compile_with(xla_flags: str) -> subprocess.CompletedProcess:
         "f = tf.function(lambda x: tf.tanh(x @ x), jit_compile=True)\n"
         "print(float(tf.reduce_sum(f(tf.ones((4, 4))))))\n"
     )
-    env = {**os.environ, "XLA_FLAGS": xla_flags, "TF_CPP_MIN_LOG_LEVEL": "2"}
-    return subprocess.run(
-        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300
-    )
+    return _run_with(xla_flags, code)
 
 
 def test_the_installed_xla_knows_the_flag():
@@ -136,10 +141,7 @@ print(json.dumps(results))
 
 def _training_step_with(xla_flags: str) -> dict:
     """Loss and gradients of each layer's XLA-compiled step, in a fresh process."""
-    env = {**os.environ, "XLA_FLAGS": xla_flags, "TF_CPP_MIN_LOG_LEVEL": "2"}
-    done = subprocess.run(
-        [sys.executable, "-c", _TRAINING_STEP], env=env, capture_output=True, text=True, timeout=600
-    )
+    done = _run_with(xla_flags, _TRAINING_STEP)
     assert done.returncode == 0, done.stderr[-2000:]
     return json.loads(done.stdout.strip().splitlines()[-1])
 
