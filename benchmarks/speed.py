@@ -69,6 +69,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 CONFIGS = {
@@ -295,6 +296,10 @@ def worker(args: argparse.Namespace) -> None:
 
         tf.config.threading.set_inter_op_parallelism_threads(pools[0])
         tf.config.threading.set_intra_op_parallelism_threads(pools[1])
+    if args.with_xla_flags:  # before anything is compiled; they stand, as a user's would
+        from unfold_rnn.xla_settings import add_flags
+
+        add_flags([f"--{flag}" for flag in args.with_xla_flags.split()])
     if args.system.endswith("+xla"):
         from unfold_rnn.xla_settings import apply_training_settings
 
@@ -334,12 +339,8 @@ def run(
     command = [sys.executable, __file__, "--worker", system, cell, config]
     command += ["--batches", str(batches), "--thread-pools", threads]
     command += ["--generate"] if generate else []
-    env = dict(os.environ)
-    if counted:
-        env["TF_CPU_ALLOCATOR_USE_BFC"] = "true"
-    if xla_flags:
-        named = " ".join(f"--{flag}" for flag in xla_flags.split())
-        env["XLA_FLAGS"] = f"{env.get('XLA_FLAGS', '')} {named}".strip()
+    command += ["--with-xla-flags", xla_flags] if xla_flags else []
+    env = {**os.environ, "TF_CPU_ALLOCATOR_USE_BFC": "true"} if counted else None
     # A worker that dies (once here, a long run's TensorFlow process ended with no traceback)
     # gets a second try, so that one crash does not lose the measurements of the whole run.
     for attempt in (1, 2):
@@ -386,6 +387,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--worker", nargs=3, help=argparse.SUPPRESS)  # system cell config
     parser.add_argument("--thread-pools", default="default", help=argparse.SUPPRESS)
     parser.add_argument("--generate", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--with-xla-flags", default="", help=argparse.SUPPRESS)
     args = parser.parse_args()
     for setting in args.threads:
         try:
@@ -405,41 +407,59 @@ def parse_args() -> argparse.Namespace:
     return args
 
 
+def print_table(
+    args: argparse.Namespace,
+    configs: list[str],
+    names: list[str],
+    ratios: list[tuple[str, str]],
+    measure: Callable[[str, str, str], float],
+) -> None:
+    """A header, then one row a configuration and cell: the median of `args.rounds` turns of
+    `measure(column, cell, config)` for each column in `names` (all columns taking turns),
+    and the ratios of medians `ratios` names."""
+    width = max(10, *(len(c) + 2 for c in names))
+    ratio_width = max([20, *(len(a) + len(b) + 3 for a, b in ratios)])
+    header = f"{'config':7} {'cell':8}" + "".join(f"{c:>{width}}" for c in names)
+    header += "".join(f"{a + '/' + b:>{ratio_width}}" for a, b in ratios)
+    print(header, flush=True)
+    for config in configs:
+        for cell in args.cells:
+            values: dict[str, list[float]] = {c: [] for c in names}
+            for _ in range(args.rounds):
+                for column in names:
+                    values[column].append(measure(column, cell, config))
+            median = {c: statistics.median(v) for c, v in values.items()}
+            row = f"{config:7} {cell:8}" + "".join(f"{median[c]:{width},.0f}" for c in names)
+            row += "".join(f"{median[a] / median[b]:{ratio_width - 1}.2f}x" for a, b in ratios)
+            print(row, flush=True)
+
+
 def speed_table(args: argparse.Namespace, systems: list[str]) -> None:
     """Training tokens/s of every system (under each `--threads` and `--xla-flags`
     setting), and the ratios."""
     # Each setting as (label, thread pools, XLA_FLAGS); the default one has no label.
     settings = [("" if t == "default" else t, t, "") for t in dict.fromkeys(args.threads)]
     settings += [(f, "default", f) for f in dict.fromkeys(args.xla_flags)]
-    # (column, system, thread pools, XLA_FLAGS): each TensorFlow system once per setting.
-    columns = [
-        (f"{s} {label}".strip(), s, threads, flags)
+    # column -> (system, thread pools, XLA_FLAGS): each TensorFlow system once per setting.
+    columns = {
+        f"{s} {label}".strip(): (s, threads, flags)
         for s in systems
         for label, threads, flags in ([("", "default", "")] if s == "torch" else settings)
-    ]
-    names = [c for c, *_ in columns]
+    }
+    names = list(columns)
     ratios = [("ours", "keras"), ("ours+xla", "keras"), ("ours+xla", "keras+xla")]
     ratios += [("ours+xla", "torch")]
-    ratios += [(c, s) for c, s, *_ in columns if c != s]
+    ratios += [(c, s) for c, (s, *_) in columns.items() if c != s]
     ratios = [(a, b) for a, b in ratios if a in names and b in names]
-    width = max(10, *(len(c) + 2 for c in names))
-    ratio_width = max([20, *(len(a) + len(b) + 3 for a, b in ratios)])
-    print(f"{args.rounds} rounds; {os.cpu_count()} CPUs; tokens/s, median over rounds")
-    header = f"{'config':7} {'cell':8}" + "".join(f"{c:>{width}}" for c in names)
-    header += "".join(f"{a + '/' + b:>{ratio_width}}" for a, b in ratios)
-    print(header, flush=True)
-    for config in args.configs:
+
+    def tokens_per_s(column: str, cell: str, config: str) -> float:
+        system, threads, flags = columns[column]
         batches = args.batches // 3 if config == "long" else args.batches
-        for cell in args.cells:
-            speeds: dict[str, list[float]] = {c: [] for c in names}
-            for _ in range(args.rounds):
-                for column, system, threads, flags in columns:
-                    result = run(system, cell, config, batches, threads=threads, xla_flags=flags)
-                    speeds[column].append(result["tokens_per_s"])
-            median = {c: statistics.median(v) for c, v in speeds.items()}
-            row = f"{config:7} {cell:8}" + "".join(f"{median[c]:{width},.0f}" for c in names)
-            row += "".join(f"{median[a] / median[b]:{ratio_width - 1}.2f}x" for a, b in ratios)
-            print(row, flush=True)
+        result = run(system, cell, config, batches, threads=threads, xla_flags=flags)
+        return result["tokens_per_s"]
+
+    print(f"{args.rounds} rounds; {os.cpu_count()} CPUs; tokens/s, median over rounds")
+    print_table(args, args.configs, names, ratios, tokens_per_s)
 
 
 def memory_table(args: argparse.Namespace, systems: list[str]) -> None:
@@ -480,19 +500,12 @@ def generation_table(args: argparse.Namespace, systems: list[str]) -> None:
         f"single-stream generation, {GENERATED:,} characters a sample, temperature 1; "
         f"chars/s, median of 5 samples, then over {args.rounds} rounds"
     )
-    header = f"{'config':7} {'cell':8}" + "".join(f"{k:>10}" for k in kinds)
-    print(header + "".join(f"{a + '/' + b:>20}" for a, b in ratios), flush=True)
-    for config in [c for c in args.configs if c != "long"]:
-        for cell in args.cells:
-            speeds: dict[str, list[float]] = {k: [] for k in kinds}
-            for _ in range(args.rounds):
-                for kind in kinds:
-                    result = run(kind, cell, config, 0, generate=True)
-                    speeds[kind].append(result["chars_per_s"])
-            median = {k: statistics.median(v) for k, v in speeds.items()}
-            row = f"{config:7} {cell:8}" + "".join(f"{median[k]:10,.0f}" for k in kinds)
-            row += "".join(f"{median[a] / median[b]:19.2f}x" for a, b in ratios)
-            print(row, flush=True)
+    configs = [c for c in args.configs if c != "long"]
+
+    def chars_per_s(kind: str, cell: str, config: str) -> float:
+        return run(kind, cell, config, 0, generate=True)["chars_per_s"]
+
+    print_table(args, configs, kinds, ratios, chars_per_s)
 
 
 def main() -> None:
