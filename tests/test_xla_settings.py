@@ -25,16 +25,16 @@ def test_the_flags_are_the_documented_ones():
 
 def test_adds_the_flags_when_xla_flags_is_unset():
     environ: dict[str, str] = {}
-    assert xla_settings.apply_training_settings(environ, VERIFIED) == FLAGS
+    assert xla_settings.apply_training_settings(environ, VERIFIED, avx512=True) == FLAGS
     assert environ == {"XLA_FLAGS": f"{SCHEDULER} {WIDTH}"}
 
 
 def test_keeps_the_users_other_flags_and_is_idempotent():
     environ = {"XLA_FLAGS": "--xla_dump_to=/tmp/x  --xla_cpu_use_onednn=true"}
-    xla_settings.apply_training_settings(environ, VERIFIED)
+    xla_settings.apply_training_settings(environ, VERIFIED, avx512=True)
     expected = f"--xla_dump_to=/tmp/x --xla_cpu_use_onednn=true {SCHEDULER} {WIDTH}"
     assert environ["XLA_FLAGS"] == expected
-    assert xla_settings.apply_training_settings(environ, VERIFIED) == []
+    assert xla_settings.apply_training_settings(environ, VERIFIED, avx512=True) == []
     assert environ["XLA_FLAGS"] == expected
 
 
@@ -54,7 +54,7 @@ def test_keeps_the_users_other_flags_and_is_idempotent():
 )
 def test_never_overrides_the_users_setting_of_a_flag(users, added):
     environ = {"XLA_FLAGS": users}
-    assert xla_settings.apply_training_settings(environ, VERIFIED) == added
+    assert xla_settings.apply_training_settings(environ, VERIFIED, avx512=True) == added
     assert environ == {"XLA_FLAGS": " ".join([*users.split(), *added])}
 
 
@@ -62,10 +62,34 @@ def test_never_overrides_the_users_setting_of_a_flag(users, added):
 def test_adds_nothing_with_a_tensorflow_it_was_not_checked_with(version):
     environ: dict[str, str] = {}
     if version == "2.21":  # a bare major.minor is still 2.21
-        assert xla_settings.apply_training_settings(environ, version) == FLAGS
+        assert xla_settings.apply_training_settings(environ, version, avx512=True) == FLAGS
         return
-    assert xla_settings.apply_training_settings(environ, version) == []
+    assert xla_settings.apply_training_settings(environ, version, avx512=True) == []
     assert environ == {}
+
+
+def test_leaves_the_vector_width_to_xla_without_avx512():
+    environ: dict[str, str] = {}
+    assert xla_settings.apply_training_settings(environ, VERIFIED, avx512=False) == [SCHEDULER]
+    assert environ == {"XLA_FLAGS": SCHEDULER}
+
+
+@pytest.mark.parametrize(
+    ("flags", "expected"),
+    [
+        ("fpu sse2 avx2 fma avx512f avx512dq avx512bw", True),
+        ("fpu sse2 avx2 fma", False),
+        ("fpu avx2 avx512_vnni avx512bw", False),  # no Foundation, no AVX-512 to speak of
+    ],
+)
+def test_reads_avx512_from_the_cpus_flags(tmp_path, flags, expected):
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text(f"processor\t: 0\nmodel name\t: Some CPU\nflags\t\t: {flags}\n\n")
+    assert xla_settings.has_avx512(str(cpuinfo)) is expected
+
+
+def test_no_cpuinfo_means_no_avx512(tmp_path):
+    assert xla_settings.has_avx512(str(tmp_path / "no_such_file")) is False
 
 
 def _run_with(xla_flags: str, code: str) -> subprocess.CompletedProcess:
@@ -90,7 +114,7 @@ def test_the_installed_xla_knows_the_flag():
     """XLA stops the process on a flag it does not know: the flag must be known wherever it
     is applied. (An unknown flag, the control, does stop it.)"""
     environ: dict[str, str] = {}
-    if not xla_settings.apply_training_settings(environ):
+    if not xla_settings.apply_training_settings(environ, avx512=True):
         pytest.skip("the installed TensorFlow is not one the setting is applied with")
     done = _compile_with(environ["XLA_FLAGS"])
     assert done.returncode == 0, done.stderr[-2000:]

@@ -18,8 +18,10 @@ the language model of `benchmarks/speed.py`, its `ours+xla` system:
   xla_cpu_prefer_vector_width=512`, three rounds), 512 against 256: GRU 1.02-1.16 (1.16 on
   the base configuration, 1.11 at 1,000 steps and with 2 layers), LSTM 1.00-1.06, Vanilla
   1.01-1.12 (README, "Speed"). The layers' numbers stay the same to within float rounding
-  (tests/test_xla_settings.py). A CPU without AVX-512 has no wider vectors to give; the
-  flag was not measured on one.
+  (tests/test_xla_settings.py). A CPU without AVX-512 has no wider vectors to give: with
+  XLA held to AVX2 on the same CPU (`--xla_cpu_max_isa=AVX2`), 512 against 256 measured
+  0.95-1.04, nothing gained. So the flag is added only where the CPU reports AVX-512 (the
+  `avx512f` flag of Linux's /proc/cpuinfo; elsewhere it is left out).
 
 The command adds each flag to XLA_FLAGS before anything is compiled, unless XLA_FLAGS already
 names it (a user's choice, either way, is kept). XLA stops the process on a flag it does not
@@ -46,18 +48,33 @@ VERIFIED_WITH = ((2, 21),)
 
 
 def apply_training_settings(
-    environ: MutableMapping[str, str] | None = None, tf_version: str = tf.__version__
+    environ: MutableMapping[str, str] | None = None,
+    tf_version: str = tf.__version__,
+    avx512: bool | None = None,
 ) -> list[str]:
     """Add the command's XLA flags to XLA_FLAGS in `environ` (by default `os.environ`), each
     unless XLA_FLAGS already names it, and none unless `tf_version` is one of
-    `VERIFIED_WITH`. Returns the flags added.
+    `VERIFIED_WITH`; the vector width only if `avx512` (by default: whether this CPU has
+    AVX-512). Returns the flags added.
 
     It takes effect only if XLA has not compiled anything yet in this process.
     """
     version = re.match(r"(\d+)\.(\d+)", tf_version)
     if version is None or (int(version[1]), int(version[2])) not in VERIFIED_WITH:
         return []
-    return add_flags(TRAINING_FLAGS, environ)
+    avx512 = has_avx512() if avx512 is None else avx512
+    flags = [flag for flag in TRAINING_FLAGS if avx512 or _name(flag) != VECTOR_WIDTH]
+    return add_flags(flags, environ)
+
+
+def has_avx512(cpuinfo: str = "/proc/cpuinfo") -> bool:
+    """Whether the CPU lists AVX-512 Foundation (`avx512f`) among its flags in `cpuinfo`;
+    False where that file does not exist or cannot be read (not Linux)."""
+    try:
+        with open(cpuinfo, encoding="utf-8", errors="replace") as lines:
+            return any(line.startswith("flags") and "avx512f" in line.split() for line in lines)
+    except OSError:
+        return False
 
 
 def add_flags(flags: Sequence[str], environ: MutableMapping[str, str] | None = None) -> list[str]:
