@@ -39,7 +39,8 @@ a column of its own, taking turns with the others, and a ratio to the same syste
 `default`. `--xla-flags` does the same with XLA_FLAGS: each value (flags without their
 leading dashes, separated by spaces) is set in a column of its own, and a system that
 applies the command's XLA settings (`+xla`) adds only the ones it leaves unnamed. PyTorch
-keeps its threads. Memory and generation are measured at `default` only.
+keeps its threads. The memory table takes the same columns; generation is measured at
+`default` only.
 
 Memory is read two ways, each system in a process of its own for each. Resident memory is
 what the machine gives the process, but TensorFlow's default CPU allocator is the C library's
@@ -434,23 +435,33 @@ def print_table(
             print(row, flush=True)
 
 
-def speed_table(args: argparse.Namespace, systems: list[str]) -> None:
-    """Training tokens/s of every system (under each `--threads` and `--xla-flags`
-    setting), and the ratios."""
+def setting_columns(args: argparse.Namespace, systems: list[str]) -> dict[str, tuple]:
+    """column -> (system, thread pools, XLA_FLAGS): each TensorFlow system once per
+    `--threads` and `--xla-flags` setting, PyTorch once. The default setting's column is
+    the system's bare name."""
     # Each setting as (label, thread pools, XLA_FLAGS); the default one has no label.
     settings = [("" if t == "default" else t, t, "") for t in dict.fromkeys(args.threads)]
     settings += [(f, "default", f) for f in dict.fromkeys(args.xla_flags)]
-    # column -> (system, thread pools, XLA_FLAGS): each TensorFlow system once per setting.
-    columns = {
+    return {
         f"{s} {label}".strip(): (s, threads, flags)
         for s in systems
         for label, threads, flags in ([("", "default", "")] if s == "torch" else settings)
     }
+
+
+def setting_ratios(columns: dict[str, tuple], pairs: list[tuple[str, str]]) -> list[tuple]:
+    """`pairs` of columns that are there, then each setting's column against its system's."""
+    pairs = [*pairs, *((c, s) for c, (s, *_) in columns.items() if c != s)]
+    return [(a, b) for a, b in pairs if a in columns and b in columns]
+
+
+def speed_table(args: argparse.Namespace, systems: list[str]) -> None:
+    """Training tokens/s of every system (under each `--threads` and `--xla-flags`
+    setting), and the ratios."""
+    columns = setting_columns(args, systems)
     names = list(columns)
-    ratios = [("ours", "keras"), ("ours+xla", "keras"), ("ours+xla", "keras+xla")]
-    ratios += [("ours+xla", "torch")]
-    ratios += [(c, s) for c, (s, *_) in columns.items() if c != s]
-    ratios = [(a, b) for a, b in ratios if a in names and b in names]
+    pairs = [("ours", "keras"), ("ours+xla", "keras"), ("ours+xla", "keras+xla")]
+    ratios = setting_ratios(columns, [*pairs, ("ours+xla", "torch")])
 
     def tokens_per_s(column: str, cell: str, config: str) -> float:
         system, threads, flags = columns[column]
@@ -463,7 +474,8 @@ def speed_table(args: argparse.Namespace, systems: list[str]) -> None:
 
 
 def memory_table(args: argparse.Namespace, systems: list[str]) -> None:
-    """Peak memory of a training step at 1,000 steps, resident and allocated."""
+    """Peak memory of a training step at 1,000 steps, resident and allocated, of every
+    system (under each `--threads` and `--xla-flags` setting)."""
     print(
         "peak memory of a training step at 1,000 steps (steps 2-4; the first step traces"
         "\nand compiles), MB. resident: the highest resident memory sampled, above the"
@@ -471,21 +483,29 @@ def memory_table(args: argparse.Namespace, systems: list[str]) -> None:
         "\nallocated: the peak of the bytes alive at once in TensorFlow's BFC allocator,"
         "\nabove those alive as the step began (a process of its own)"
     )
+    columns = setting_columns(args, systems)
+    ratios = setting_ratios(columns, [("ours", "keras"), ("ours+xla", "keras")])
     for cell in args.cells:
-        resident = {s: run(s, cell, "long", 4) for s in systems}
-        allocated = {s: run(s, cell, "long", 4, counted=True) for s in systems if s != "torch"}
+        resident, allocated = {}, {}
+        for column, (system, threads, flags) in columns.items():
+            settings = {"threads": threads, "xla_flags": flags}
+            resident[column] = run(system, cell, "long", 4, **settings)
+            if system != "torch":  # PyTorch has no allocator counter on a CPU
+                allocated[column] = run(system, cell, "long", 4, counted=True, **settings)
         for name, results, key in [
             ("resident", resident, "memory_mb"),
             ("allocated", allocated, "working_mb"),
         ]:
-            memory = {s: r[key] for s, r in results.items()}
             row = "   ".join(
-                f"{s} {r[key]:,.0f}"
+                f"{c} {r[key]:,.0f}"
                 + (f" ({r['lifetime_peak_mb']:,.0f})" if name == "resident" else "")
-                for s, r in results.items()
+                for c, r in results.items()
             )
-            mine = [s for s in ("ours", "ours+xla") if s in memory and "keras" in memory]
-            against = "   ".join(f"{s}/keras {memory[s] / memory['keras']:.2f}x" for s in mine)
+            against = "   ".join(
+                f"{a}/{b} {results[a][key] / results[b][key]:.2f}x"
+                for a, b in ratios
+                if a in results and b in results
+            )
             print(f"{cell:8} {name:9} {row}   {against}", flush=True)
 
 
