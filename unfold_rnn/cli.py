@@ -9,7 +9,7 @@
 Arguments are parsed into the configuration dataclasses, then the API does the work. Every
 message for the person at the terminal is produced here; a bad argument or input ends the
 command with one line on stderr and a non-zero exit status. Before a command runs, the XLA
-setting of `unfold_rnn.xla_settings` goes into XLA_FLAGS (unless the user set that flag).
+settings of `unfold_rnn.xla_settings` go into XLA_FLAGS (each unless the user set that flag).
 """
 
 from __future__ import annotations
