@@ -241,12 +241,7 @@ def generate_tf(system: str, cell: str, config: dict, length: int, repeats: int)
     vocab = CharVocab([chr(c) for c in range(32, 32 + VOCAB)])
     sampler = Sampler(language_model(system, cell, config), vocab)
     sampler.generate("A", length=50, seed=0)  # traces and compiles
-    times = []
-    for seed in range(repeats):
-        start = time.perf_counter()
-        sampler.generate("A", length=length, seed=seed)
-        times.append(time.perf_counter() - start)
-    return times
+    return timed(lambda seed: sampler.generate("A", length=length, seed=seed), repeats)
 
 
 def generate_torch(cell: str, config: dict, length: int, repeats: int) -> list[float]:
@@ -262,13 +257,18 @@ def generate_torch(cell: str, config: dict, length: int, repeats: int) -> list[f
             logits, states = model(ids, states)
             ids = torch.multinomial(torch.softmax(logits[:, -1], dim=-1), 1)
 
-    times = []
     with torch.inference_mode():
         generate(50)
-        for _ in range(repeats):
-            start = time.perf_counter()
-            generate(length)
-            times.append(time.perf_counter() - start)
+        return timed(lambda _: generate(length), repeats)
+
+
+def timed(call: Callable[[int], object], repeats: int) -> list[float]:
+    """Seconds each of `call(0)` .. `call(repeats - 1)` takes."""
+    times = []
+    for i in range(repeats):
+        start = time.perf_counter()
+        call(i)
+        times.append(time.perf_counter() - start)
     return times
 
 
