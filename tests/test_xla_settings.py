@@ -138,7 +138,7 @@ def test_the_command_applies_them_before_running(monkeypatch, tmp_path, capsys):
 
 
 _TRAINING_STEP = """
-import json, os, sys
+import json
 import numpy as np, tensorflow as tf, keras
 import unfold_rnn
 keras.utils.set_random_seed(0)
