@@ -164,3 +164,28 @@ def test_step_with_gates_reports_the_sigmoid_gates(name, gate_blocks, rng):
         expected = 1 / (1 + np.exp(-z[:, 4 * block : 4 * (block + 1)]))
         np.testing.assert_allclose(gates[gate], expected, atol=1e-5)
     np.testing.assert_allclose(new_states[0], cell.step(cell.project_inputs(x), states)[0])
+
+
+@pytest.mark.parametrize("activation", ["tanh", "sigmoid", "relu"])
+def test_vanilla_slope_from_output_is_the_activations_derivative(activation, rng):
+    """act'(z) from h = act(z) alone, against TensorFlow's derivative of act at z."""
+    slope = unfold_rnn.VanillaCell(3, activation=activation).slope_from_output()
+    z = tf.constant(rng.normal(scale=2.0, size=(4, 3)).astype("float32"))
+    with tf.GradientTape() as tape:
+        tape.watch(z)
+        h = keras.activations.get(activation)(z)
+    np.testing.assert_allclose(slope(h), tape.gradient(h, z), atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "cell",
+    [
+        unfold_rnn.VanillaCell(3, activation="softsign"),
+        unfold_rnn.VanillaCell(3, activation=lambda z: z * tf.sigmoid(z)),
+        unfold_rnn.GRUCell(3),
+        unfold_rnn.LSTMCell(3),
+    ],
+    ids=["softsign", "custom", "gru", "lstm"],
+)
+def test_no_slope_from_output_where_the_output_does_not_decide_it(cell):
+    assert cell.slope_from_output() is None

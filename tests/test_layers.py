@@ -388,9 +388,23 @@ def test_handwritten_bptt_equals_autodiff_through_the_scan(kind, rng, compiled, 
     cover: Keras draws its masks differently); given x W + b, or x W and b apart (as the
     layers call it), and then also b's gradient."""
     layer, _ = _built_pair(kind, rng)
-    cell = layer.cell
-    if not cell.one_matmul_per_step:
+    if not layer.cell.one_matmul_per_step:
         pytest.skip("a cell with two matmuls per step uses autodiff through the scan")
+    _check_bptt_against_autodiff(layer.cell, kind, rng, compiled, input_bias)
+
+
+@pytest.mark.parametrize("activation", ["sigmoid", "relu", "softsign"])
+@pytest.mark.parametrize("compiled", [False, True], ids=["eager", "xla"])
+def test_vanilla_bptt_with_other_activations_equals_autodiff(rng, compiled, activation):
+    """As above, for a Vanilla RNN's other activations: sigmoid and relu, whose slope the
+    backward pass reads from h_t as it does tanh's, and softsign, whose slope needs z_t."""
+    kind = KINDS["vanilla"]
+    layer, _ = _built_pair(kind, rng, activation=activation)
+    assert (layer.cell.slope_from_output() is None) == (activation == "softsign")
+    _check_bptt_against_autodiff(layer.cell, kind, rng, compiled, input_bias=True)
+
+
+def _check_bptt_against_autodiff(cell, kind, rng, compiled, input_bias):
     projected = tf.constant(rng.normal(size=(T, B, cell.gates * UNITS)).astype("float32"))
     bias = tf.constant(rng.normal(size=(cell.gates * UNITS,)).astype("float32"))
     states = tuple(tf.constant(s) for s in _initial_state(kind, rng))

@@ -19,6 +19,7 @@ time by hand (one matmul per backward step, U's gradient as one matmul after the
     project_state(h)                 h_{t-1} U + b_recurrent, the step's one matmul
     combine(x_proj, h_proj, states)  everything else, element-wise, using no weights
     combine_sum(z, states)           the same from z = x_proj + h_proj (Vanilla, LSTM)
+    slope_from_output()              act'(z) written with h = act(z) alone, where it can be
 
 `call(inputs, states, training)` is the Keras cell contract built from those two, so every
 cell also runs inside `keras.layers.RNN`. Called that way, step by step, a cell draws a fresh
@@ -28,7 +29,7 @@ dropout mask at every step; `unfold_rnn`'s layers draw one mask per sequence ins
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import keras
@@ -177,6 +178,12 @@ class _RecurrentCell(keras.layers.Layer):
     # same gradient, which the backward pass then computes and keeps once).
     adds_projections: bool = True
 
+    def slope_from_output(self) -> Callable[[tf.Tensor], tf.Tensor] | None:
+        """For a cell whose one state is h_t = act(z_t) (`combine_sum`): act'(z_t) as a
+        function of h_t, if the activation allows it; else None. With it, the unfolding
+        layer's backward pass reads h_t instead of keeping z_t."""
+        return None
+
     def recurrent_weights(self) -> tuple[tf.Tensor, tf.Tensor | None]:
         """U, and the bias added to h U (None but for GRU with reset_after)."""
         return self.recurrent_kernel, None
@@ -258,6 +265,16 @@ _BOUNDED_SLOPES = (
 )
 
 
+# act'(z) from h = act(z), for the activations where h alone decides it. TensorFlow computes
+# its own gradients of these three from their outputs in the same way (TanhGrad, SigmoidGrad,
+# and ReluGrad given relu's output: h > 0 exactly where z > 0).
+_SLOPES_FROM_OUTPUT: dict[Any, Callable[[tf.Tensor], tf.Tensor]] = {
+    keras.activations.tanh: lambda h: 1.0 - h * h,
+    keras.activations.sigmoid: lambda h: h * (1.0 - h),
+    keras.activations.relu: lambda h: tf.cast(h > 0, h.dtype),
+}
+
+
 def _masked(h: tf.Tensor, recurrent_mask: tf.Tensor | None) -> tf.Tensor:
     return h if recurrent_mask is None else h * recurrent_mask
 
@@ -294,6 +311,9 @@ class VanillaCell(_RecurrentCell):
 
     def combine_sum(self, z: tf.Tensor, states: State) -> tuple[State, dict[str, tf.Tensor]]:
         return (self.activation(z),), {}
+
+    def slope_from_output(self) -> Callable[[tf.Tensor], tf.Tensor] | None:
+        return _SLOPES_FROM_OUTPUT.get(self.activation)
 
 
 @keras.saving.register_keras_serializable(package="unfold_rnn")
