@@ -363,8 +363,10 @@ def _scan_with_bptt(
 # before it ended with. Outside an XLA program (a plain `fit`), the forward and backward
 # passes are programs of their own, and the backward one copies its saved (T, B, gates·units)
 # arrays before it overwrites them: then a piece's only. An LSTM gains in both kinds of
-# training step: a piece's x W exists only while its own loop runs, instead of x W for every
-# step at once beside the saved z_t (at 1,000 steps, batch 64 and 256 units: 250 MB). Inside
+# training step: a piece's x W is freed once its own loop has run, so x W and the saved z_t
+# together fill one (T, B, 4·units) array's room, not two (at 1,000 steps, batch 64 and 256
+# units: 250 MB). (In a plain `fit` TensorFlow computes every piece's x W up front; each gives
+# way to its piece's z_t as the pieces run, by TensorFlow's memory profile of a step.) Inside
 # an XLA program the GRU runs whole, as pieces raised its peak memory there (joining the
 # pieces' outputs costs one more copy of them, and its backward pass keeps every piece's x W
 # anyway). The Vanilla RNN runs whole everywhere: its arrays are no wider than its outputs,
