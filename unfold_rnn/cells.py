@@ -178,6 +178,13 @@ class _RecurrentCell(keras.layers.Layer):
     # same gradient, which the backward pass then computes and keeps once).
     adds_projections: bool = True
 
+    @property
+    def columns_apart(self) -> int:
+        """For a cell that does not add its projections: how many of the last columns of
+        x_t W + b and h_{t-1} U + b' `combine` reads apart; it reads the others only through
+        their sum."""
+        return 0
+
     def slope_from_output(self) -> Callable[[tf.Tensor], tf.Tensor] | None:
         """For a cell whose one state is h_t = act(z_t) (`combine_sum`): act'(z_t) as a
         function of h_t, if the activation allows it; else None. With it, the unfolding
@@ -363,6 +370,10 @@ class GRUCell(_RecurrentCell):
         return self.bias[0] if self.reset_after else self.bias
 
     adds_projections = False  # the reset gate multiplies h U's candidate block alone
+
+    @property
+    def columns_apart(self) -> int:
+        return self.units  # the candidate's block; z and r read x W + h U
 
     @property
     def one_matmul_per_step(self) -> bool:  # type: ignore[override]

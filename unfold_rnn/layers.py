@@ -97,6 +97,10 @@ class _Step(NamedTuple):
     input_bias: tf.Tensor | None  # b, added to each x_t W inside the loop (None: no bias)
     mask: tf.Tensor | None  # (T, B): False where a step keeps the states it was given
     recurrent_mask: tf.Tensor | None  # (B, H): m, the recurrent dropout mask
+    # For a cell that does not add its projections: 0 to keep r_t and x W whole for the
+    # backward pass; a > 0 to keep k_t = r_t + (x_t W + b with its last a columns zeroed),
+    # and x W's last a columns, which are all that cell's `combine` reads apart.
+    apart: int = 0
 
     def plus_input_bias(self, p: tf.Tensor) -> tf.Tensor:  # x_t W -> x_t W + b
         return p if self.input_bias is None else p + self.input_bias
@@ -118,8 +122,8 @@ def _forward_through_time(step: _Step, projected: tf.Tensor, initial_states: tup
     """The forward loop over x_t W (T, B, G). Returns h at every step, batch-major (B, T, H),
     the final states, and what the backward loop reads: the states each step started from
     (states_{t-1}, each (T, B, size)) and, (T, B, G), z_t = x_t W + b + r_t for cells that
-    add the projections, r_t otherwise; nothing, `()`, for a cell whose act'(z_t) follows
-    from h_t (`slope_from_output`)."""
+    add the projections, r_t otherwise (k_t with `step.apart`); nothing, `()`, for a cell
+    whose act'(z_t) follows from h_t (`slope_from_output`)."""
     adds = step.cell.adds_projections
     keeps = step.cell.slope_from_output() is None
     steps = tf.shape(projected)[0]
@@ -143,6 +147,9 @@ def _forward_through_time(step: _Step, projected: tf.Tensor, initial_states: tup
         # 131-143 ms that way, 112-114 ms this way.
         new_states = step.rest(t, p_t, saved_t, states)
         carried = projected[tf.minimum(t + 1, steps - 1)] if carry else ()
+        if step.apart:  # k_t: the sums of the blocks read summed, then r_t's columns apart
+            a = step.apart
+            saved_t = tf.concat([saved_t[:, :-a] + p_t[:, :-a], saved_t[:, -a:]], axis=1)
         return t + 1, new_states, saved.write(t, saved_t) if keeps else (), stacks, carried
 
     saved = _empty_slots(steps, projected[0]) if keeps else ()
@@ -175,7 +182,8 @@ def _backward_through_time(
     and of the final states, then the weights' gradients. Returns dp_t at every step, (T, B,
     G) (written over x_t W; dr_t itself, written over `saved`, if the cell adds its
     projections), the gradients of the initial states, and [dU, db' if the step has b', db
-    if it adds b]. `projected` (x W) is read only by a cell that does not add them; `last_h`,
+    if it adds b]. `projected` (x W; its last `step.apart` columns, if any) is read only by a
+    cell that does not add them; `last_h`,
     h_T, only by a cell whose act'(z_t) follows from h_t (it keeps no `saved`, and the loop
     carries h_t back from h_T)."""
     adds = step.cell.adds_projections
@@ -200,7 +208,10 @@ def _backward_through_time(
             h_t = prev_t[0]
         else:
             saved_t = d_saved.read(t)
-            p_t = () if adds else step.plus_input_bias(d_projected.read(t))
+            if step.apart:  # x_t W + b and r_t as `combine` takes them, from k_t
+                p_t, saved_t = _from_kept(step, saved_t, d_projected.read(t))
+            else:
+                p_t = () if adds else step.plus_input_bias(d_projected.read(t))
             sources = [saved_t, *prev_t] + ([] if adds else [p_t])
             with tf.GradientTape() as tape:
                 tape.watch(sources)
@@ -211,8 +222,9 @@ def _backward_through_time(
                 output_gradients=ds,
                 unconnected_gradients=tf.UnconnectedGradients.ZERO,
             )
-        if not adds:
-            d_projected = d_projected.write(t, dprev.pop())
+        if not adds:  # dp_t; with `apart`, its last columns (the others are dr_t's)
+            dp_t = dprev.pop()
+            d_projected = d_projected.write(t, dp_t[:, -step.apart :] if step.apart else dp_t)
         dh = tf.matmul(dr_t, kernel_t)  # (B, H)
         dprev[0] = dprev[0] + _masked(dh, step.recurrent_mask)
         return t - 1, dprev, d_saved.write(t, dr_t), d_projected, h_t
@@ -231,6 +243,8 @@ def _backward_through_time(
     )
     d_recurrent = d_recurrent.stack()
     d_projected = d_recurrent if adds else d_projected.stack()
+    if step.apart:  # the summed blocks' gradient is dr_t's
+        d_projected = tf.concat([d_recurrent[..., : -step.apart], d_projected], axis=-1)
     h_in = _masked(previous[0], step.recurrent_mask)  # (T, B, H): h_{t-1} * m
     # (T·B, H)ᵀ (T·B, G) as one matmul that reads h_in transposed (a tensordot would first
     # write out a transposed copy).
@@ -240,6 +254,19 @@ def _backward_through_time(
     if step.input_bias is not None:
         d_weights.append(tf.reduce_sum(d_projected, axis=[0, 1]))
     return d_projected, d_initial, d_weights
+
+
+def _from_kept(step: _Step, kept_t: tf.Tensor, apart_t: tf.Tensor):
+    """x_t W + b and r_t as the cell's `combine` reads them, rebuilt from k_t and x_t W's
+    last columns: the summed blocks' sums stand in for x_t W + b there, zeros for r_t. The
+    gradients `combine` then gives them are dp_t's and dr_t's: the sum's, in both, for the
+    blocks read summed."""
+    a = step.apart
+    bias = 0.0 if step.input_bias is None else step.input_bias[-a:]
+    summed, recurrent_apart = kept_t[:, :-a], kept_t[:, -a:]
+    p_t = tf.concat([summed, apart_t + bias], axis=1)
+    r_t = tf.concat([tf.zeros_like(summed), recurrent_apart], axis=1)
+    return p_t, r_t
 
 
 class _Passes(NamedTuple):
@@ -292,6 +319,18 @@ def _scan_with_bptt(
     long, four processes each); inside XLA its memory stayed 256 MB (dz_t, which overwrote
     z_t, now needs an array of its own) and its speed moved 0.98-1.01x.
 
+    A GRU in a plain `fit` (outside one XLA program; `step.apart`) keeps less: its gates z
+    and r read x_t W + b and r_t only through their sum, and its candidate reads both apart,
+    so the forward pass keeps k_t = [the sums' blocks, r_t's candidate block] and the
+    backward pass x W's candidate block alone, instead of r_t and all of x W. Going back,
+    `combine` gets the sums in place of x_t W + b and zeros in place of r_t there, and the
+    gradients it gives are then dp_t's and dr_t's (`_from_kept`). At 1,000 steps the plain
+    step went from 668-722 to 556-573 MB allocated and from 908-916 to 784-805 MB resident
+    (`benchmarks/speed.py --memory-only --cells gru`, two runs each, taking turns), and
+    trained 0.92-1.14x as fast (median 0.98; base and long, three processes each). Inside
+    one XLA program a first version raised the step from 549 to 595 MB and slowed it to
+    0.88-0.91x, so it is not used there.
+
     Recomputing beats keeping the activations here. A version that kept each step's gate
     activations and wrote each cell's derivative by hand (sigmoid' = s (1 - s), tanh' =
     1 - t², so that the backward step computes no sigmoid or tanh) trained the language model
@@ -333,7 +372,12 @@ def _scan_with_bptt(
         states0, weights = tuple(args[:count]), list(args[count:])
         b_in = weights.pop() if input_bias is not None else None
         projection = (weights[0], weights[1] if bias is not None else None)
-        step = _Step(cell, projection, b_in, mask, recurrent_mask)
+        # A plain `fit` (outside one XLA program) keeps of the GRU's x W only its candidate's
+        # block; see the docstring.
+        apart = 0 if cell.adds_projections or _inside_xla_program() else cell.columns_apart
+        step = _Step(cell, projection, b_in, mask, recurrent_mask, apart)
+        # What the backward pass reads of x W, taken here so that it keeps no more of it.
+        read_apart = projected[..., -apart:] if apart else projected
         outputs, final_states, previous, saved = passes.forward(step, projected, states0)
 
         def grad(d_outputs, *d_final_states):
@@ -344,7 +388,7 @@ def _scan_with_bptt(
                 for s, d in zip(states0, d_final_states, strict=True)
             ]
             # x W goes back only to a cell that reads it in its element-wise step.
-            inputs = None if cell.adds_projections else projected
+            inputs = None if cell.adds_projections else read_apart
             # h_T, from which a cell that keeps no z_t walks back.
             last_h = final_states[0] if cell.slope_from_output() is not None else ()
             d_projected, d_initial, d_weights = passes.backward(
