@@ -199,12 +199,10 @@ def _backward_through_time(
         if slope is not None:
             # h_t = act(z_t), or h_{t-1} where step t is masked: dz_t = g_t act'(z_t) there
             # and 0 here, where g_t passes to h_{t-1} instead.
-            dr_t = ds[0] * slope(h_t)
-            dprev = [tf.zeros_like(dr_t)]
-            if step.mask is not None:
-                keep = step.mask[t][:, None]
-                dprev = [tf.where(keep, dprev[0], ds[0])]
-                dr_t = tf.where(keep, dr_t, tf.zeros_like(dr_t))
+            keep_t = None if step.mask is None else step.mask[t]
+            zeros = tf.zeros_like(ds[0])
+            (dr_t,) = _keep_where(keep_t, [ds[0] * slope(h_t)], [zeros])
+            dprev = list(_keep_where(keep_t, [zeros], [ds[0]]))
             h_t = prev_t[0]
         else:
             saved_t = d_saved.read(t)
