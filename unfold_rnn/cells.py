@@ -51,8 +51,8 @@ class _RecurrentCell(keras.layers.Layer):
 
     Subclasses set `gates` (how many blocks of `units` columns the kernels hold), may override
     `_bias_shape` / `_bias_initializer` / `input_bias` / `recurrent_weights`, and write
-    `combine_sum` (or `combine`, setting `adds_projections = False`; or, for a step with more
-    than one matmul, `step_with_gates`).
+    `combine_sum` (or `combine`, setting `columns_apart`; or, for a step with more than one
+    matmul, `step_with_gates`).
     """
 
     gates: int = 1
@@ -174,16 +174,19 @@ class _RecurrentCell(keras.layers.Layer):
     # has more matmuls (GRU with reset_after=False) sets this False and overrides
     # `step_with_gates`.
     one_matmul_per_step: bool = True
-    # Whether `combine` uses x_t W + b and h_{t-1} U only through their sum (so both have the
-    # same gradient, which the backward pass then computes and keeps once).
-    adds_projections: bool = True
 
     @property
     def columns_apart(self) -> int:
-        """For a cell that does not add its projections: how many of the last columns of
-        x_t W + b and h_{t-1} U + b' `combine` reads apart; it reads the others only through
-        their sum."""
+        """How many of the last columns of x_t W + b and h_{t-1} U + b' `combine` reads
+        apart; it reads the others only through their sum. 0: the sum z_t alone
+        (`combine_sum`)."""
         return 0
+
+    @property
+    def adds_projections(self) -> bool:
+        """Whether `combine` uses x_t W + b and h_{t-1} U only through their sum (so both
+        have the same gradient, which the backward pass then computes and keeps once)."""
+        return self.columns_apart == 0
 
     def slope_from_output(self) -> Callable[[tf.Tensor], tf.Tensor] | None:
         """For a cell whose one state is h_t = act(z_t) (`combine_sum`): act'(z_t) as a
@@ -369,11 +372,10 @@ class GRUCell(_RecurrentCell):
     def input_bias(self) -> Any:
         return self.bias[0] if self.reset_after else self.bias
 
-    adds_projections = False  # the reset gate multiplies h U's candidate block alone
-
     @property
     def columns_apart(self) -> int:
-        return self.units  # the candidate's block; z and r read x W + h U
+        # The candidate's block: the reset gate multiplies h U's alone. z and r read the sum.
+        return self.units
 
     @property
     def one_matmul_per_step(self) -> bool:  # type: ignore[override]

@@ -372,7 +372,7 @@ def _scan_with_bptt(
         projection = (weights[0], weights[1] if bias is not None else None)
         # A plain `fit` (outside one XLA program) keeps of the GRU's x W only its candidate's
         # block; see the docstring.
-        apart = 0 if cell.adds_projections or _inside_xla_program() else cell.columns_apart
+        apart = 0 if _inside_xla_program() else cell.columns_apart
         step = _Step(cell, projection, b_in, mask, recurrent_mask, apart)
         # What the backward pass reads of x W, taken here so that it keeps no more of it.
         read_apart = projected[..., -apart:] if apart else projected
