@@ -42,13 +42,16 @@ applies the command's XLA settings (`+xla`) adds only the ones it leaves unnamed
 keeps its threads. The memory table takes the same columns; generation is measured at
 `default` only.
 
-Memory is read two ways, each system in a process of its own for each. Resident memory is
-what the machine gives the process, but TensorFlow's default CPU allocator is the C library's
-malloc, which keeps freed memory, so it also shows what earlier steps and compilations left
-behind. TensorFlow's own BFC allocator (`TF_CPU_ALLOCATOR_USE_BFC=true`) counts the bytes of
-tensors and of XLA's buffers that are alive at once: its peak during a step, above what was
-alive as the step began, is the step's own working memory. PyTorch has no such counter on a
-CPU, so it gets the resident figure only.
+Memory is read three ways, each system in two processes of its own. Resident memory is
+what the machine gives the process, but TensorFlow's default CPU allocator (oneDNN's, in
+TensorFlow's Linux builds) keeps what it has taken, so it also shows what earlier steps and
+compilations left behind. The second process puts every tensor in TensorFlow's BFC allocator
+(`TF_CPU_ALLOCATOR_USE_BFC=true`). `allocated` is that allocator's peak during a step, above
+its use as the step began; it counts the chunks it hands out, and it splits a free chunk only
+when the chunk is at least twice the request or 128 MiB larger, so one buffer can count for
+up to twice its size. `tensors` is the step's own working memory without that rounding: the
+most bytes that its tensors and XLA's buffers asked for and held at once, from the allocation
+events of one more step traced by `tf.profiler`. PyTorch has no such counters on a CPU, so it gets the resident figure only.
 
 Generation writes 2,000 characters from one stream (batch 1) with each configuration's
 untrained model (speed does not depend on the weights), drawing each character from the
@@ -174,12 +177,63 @@ def measure_tf(system: str, cell: str, config: dict, batches: int) -> dict:
 
     before = rss_mb()
     model.fit(x, y, batch_size=b, epochs=1, shuffle=False, verbose=0, callbacks=[Clock()])
+    memory_mb = sampler.stop() - before
+    tensors_mb = None
+    if counted:  # one more step, traced: the bytes its tensors and buffers asked for
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as trace_dir:
+            tf.profiler.experimental.start(trace_dir)
+            model.fit(x[:b], y[:b], batch_size=b, epochs=1, shuffle=False, verbose=0)
+            tf.profiler.experimental.stop()
+            tensors_mb = requested_peak_mb(trace_dir)
     return {
         "times": times,
-        "memory_mb": sampler.stop() - before,
+        "memory_mb": memory_mb,
         "lifetime_peak_mb": peak_rss_mb() - before,
         "working_mb": max(working) if working else None,
+        "tensors_mb": tensors_mb,
     }
+
+
+def requested_peak_mb(trace_dir: str) -> float:
+    """The most bytes that tensors and XLA's buffers asked the allocator for and held at
+    once during a run `tf.profiler` traced, above those held as it began, in MB: the
+    running sum of the `requested_bytes` of its allocation events, less those freed. (The
+    BFC allocator's own peak counts the chunks that hold them, and a chunk is only split
+    when it is at least twice the request or 128 MiB larger, so one buffer can count for up
+    to twice its size there.)"""
+    import glob
+
+    from tensorflow.tsl.profiler.protobuf import xplane_pb2
+
+    files = glob.glob(os.path.join(trace_dir, "**", "*.xplane.pb"), recursive=True)
+    if not files:
+        raise SystemExit(f"tf.profiler wrote no .xplane.pb under {trace_dir}")
+    space = xplane_pb2.XSpace()
+    with open(files[0], "rb") as f:
+        space.ParseFromString(f.read())
+    events = []
+    for plane in space.planes:
+        names = {key: meta.name for key, meta in plane.event_metadata.items()}
+        stat = {key: meta.name for key, meta in plane.stat_metadata.items()}
+        for line in plane.lines:
+            for event in line.events:
+                kind = names.get(event.metadata_id)
+                if kind not in ("MemoryAllocation", "MemoryDeallocation"):
+                    continue
+                values = {stat[v.metadata_id]: v.int64_value or v.uint64_value for v in event.stats}
+                events.append((line.timestamp_ns * 1000 + event.offset_ps, kind, values))
+    held: dict[int, int] = {}  # address -> requested bytes, of what this run allocated
+    alive = peak = 0
+    for _, kind, values in sorted(events, key=lambda e: e[0]):
+        if kind == "MemoryAllocation":
+            held[values["addr"]] = values["requested_bytes"]
+            alive += values["requested_bytes"]
+        else:  # a buffer allocated before the trace began is not counted when freed
+            alive -= held.pop(values["addr"], 0)
+        peak = max(peak, alive)
+    return peak / 2**20
 
 
 def torch_language_model(cell: str, config: dict) -> Any:
@@ -480,8 +534,10 @@ def memory_table(args: argparse.Namespace, systems: list[str]) -> None:
         "peak memory of a training step at 1,000 steps (steps 2-4; the first step traces"
         "\nand compiles), MB. resident: the highest resident memory sampled, above the"
         "\nprocess before fit (the lifetime peak, with the first step, in brackets)."
-        "\nallocated: the peak of the bytes alive at once in TensorFlow's BFC allocator,"
-        "\nabove those alive as the step began (a process of its own)"
+        "\nallocated: the peak of TensorFlow's BFC allocator during a step (the chunks in"
+        "\nuse), above its use as the step began (a process of its own). tensors: the most"
+        "\nbytes the step's tensors and XLA buffers asked for and held at once (traced, in"
+        "\nthe same process)"
     )
     columns = setting_columns(args, systems)
     ratios = setting_ratios(columns, [("ours", "keras"), ("ours+xla", "keras")])
@@ -495,6 +551,7 @@ def memory_table(args: argparse.Namespace, systems: list[str]) -> None:
         for name, results, key in [
             ("resident", resident, "memory_mb"),
             ("allocated", allocated, "working_mb"),
+            ("tensors", allocated, "tensors_mb"),
         ]:
             row = "   ".join(
                 f"{c} {r[key]:,.0f}"
