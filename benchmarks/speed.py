@@ -51,7 +51,8 @@ its use as the step began; it counts the chunks it hands out, and it splits a fr
 when the chunk is at least twice the request or 128 MiB larger, so one buffer can count for
 up to twice its size. `tensors` is the step's own working memory without that rounding: the
 most bytes that its tensors and XLA's buffers asked for and held at once, from the allocation
-events of one more step traced by `tf.profiler`. PyTorch has no such counters on a CPU, so it gets the resident figure only.
+events of one more step traced by `tf.profiler`. PyTorch has no such counters on a CPU, so
+it gets the resident figure only.
 
 Generation writes 2,000 characters from one stream (batch 1) with each configuration's
 untrained model (speed does not depend on the weights), drawing each character from the
