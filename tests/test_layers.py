@@ -150,7 +150,10 @@ def test_inside_an_xla_program_only_the_lstm_runs_in_pieces(kind, rng, jit_compi
     scan = unfold_rnn.layers._scan_with_bptt
     with mock.patch.object(unfold_rnn.layers, "_scan_with_bptt", wraps=scan) as pieces:
         outputs = tf.function(layer, jit_compile=jit_compile)(x)
-    lengths = [call.args[1].shape[0] for call in pieces.call_args_list]
+    lengths = [
+        call.args[1].shape[1 if call.kwargs.get("batch_major") else 0]
+        for call in pieces.call_args_list
+    ]
     if not layer.cell.one_matmul_per_step:
         assert lengths == []
     elif kind.name == "vanilla" or (jit_compile and kind.name != "lstm"):
@@ -163,6 +166,28 @@ def test_inside_an_xla_program_only_the_lstm_runs_in_pieces(kind, rng, jit_compi
 # (activation, recurrent_activation): other than the defaults, and for the LSTM one pair that
 # its one-pass gates take (both slopes bounded) and one that takes the gates block by block.
 OTHER_ACTIVATIONS = [("softsign", "hard_sigmoid"), ("relu", "sigmoid")]
+
+
+@pytest.mark.parametrize("go_backwards", [False, True])
+@pytest.mark.parametrize("masked", [False, True])
+@pytest.mark.parametrize("with_initial_state", [False, True])
+def test_matches_keras_inside_one_xla_program(kind, rng, go_backwards, masked, with_initial_state):
+    """Traced into one XLA program, as a `fit` with jit_compile=True runs it (the Vanilla
+    RNN then runs batch-major), against Keras's layer run eagerly."""
+    kwargs = {"return_sequences": True, "return_state": True, "go_backwards": go_backwards}
+    ours, theirs = _built_pair(kind, rng, **kwargs)
+    x = rng.normal(size=(B, T, D)).astype("float32")
+    mask = tf.constant(MASK) if masked else None
+    state = _initial_state(kind, rng) if with_initial_state else None
+    scan = unfold_rnn.layers._scan_with_bptt
+    with mock.patch.object(unfold_rnn.layers, "_scan_with_bptt", wraps=scan) as calls:
+        run = tf.function(lambda: _outputs_and_gradients(ours, x, mask, state), jit_compile=True)
+        out_ours, grads_ours = run()
+    if ours.cell.one_matmul_per_step:
+        assert [c.kwargs["batch_major"] for c in calls.call_args_list] == [kind.name == "vanilla"]
+    out_theirs, grads_theirs = _outputs_and_gradients(theirs, x, mask, state)
+    _assert_all_close(out_ours, out_theirs)
+    _assert_all_close(grads_ours, grads_theirs)
 
 
 @pytest.mark.parametrize("activations", OTHER_ACTIVATIONS, ids="-".join)
@@ -404,7 +429,17 @@ def test_vanilla_bptt_with_other_activations_equals_autodiff(rng, compiled, acti
     _check_bptt_against_autodiff(layer.cell, kind, rng, compiled, input_bias=True)
 
 
-def _check_bptt_against_autodiff(cell, kind, rng, compiled, input_bias):
+@pytest.mark.parametrize("activation", ["tanh", "sigmoid", "relu"])
+@pytest.mark.parametrize("compiled", [False, True], ids=["eager", "xla"])
+def test_vanilla_batch_major_bptt_equals_autodiff(rng, compiled, activation):
+    """The batch-major loops (x W and the history (B, T, H), dz_t written over the gradient
+    of h_t) give the time-major scan's numbers, with mask, initial state and dropout."""
+    kind = KINDS["vanilla"]
+    layer, _ = _built_pair(kind, rng, activation=activation)
+    _check_bptt_against_autodiff(layer.cell, kind, rng, compiled, True, batch_major=True)
+
+
+def _check_bptt_against_autodiff(cell, kind, rng, compiled, input_bias, batch_major=False):
     projected = tf.constant(rng.normal(size=(T, B, cell.gates * UNITS)).astype("float32"))
     bias = tf.constant(rng.normal(size=(cell.gates * UNITS,)).astype("float32"))
     states = tuple(tf.constant(s) for s in _initial_state(kind, rng))
@@ -418,6 +453,9 @@ def _check_bptt_against_autodiff(cell, kind, rng, compiled, input_bias):
 
     def handwritten(cell, projected, states, mask, recurrent_mask):
         bptt = unfold_rnn.layers._scan_with_bptt
+        if batch_major:
+            projected = tf.transpose(projected, [1, 0, 2])
+            return bptt(cell, projected, states, mask, recurrent_mask, bias, batch_major=True)
         if input_bias:
             return bptt(cell, projected, states, mask, recurrent_mask, bias)
         return bptt(cell, projected + bias, states, mask, recurrent_mask)

@@ -83,6 +83,26 @@ def _slots(tensor: tf.Tensor) -> tf.TensorArray:
     return slots.unstack(tensor)
 
 
+class _Columns(NamedTuple):
+    """A batch-major (B, T, size) tensor read and written one step t at a time, as the
+    TensorArrays of the time-major loops are. Under XLA a write updates column t of the same
+    buffer, as a TensorArray's does slot t (a scatter: XLA has it in place, at the same
+    speed as a TensorArray's write, measured here)."""
+
+    tensor: tf.Tensor
+
+    def read(self, t: tf.Tensor) -> tf.Tensor:
+        return self.tensor[:, t]
+
+    def write(self, t: tf.Tensor, value: tf.Tensor) -> _Columns:
+        batch = tf.shape(value)[0]
+        where = tf.stack([tf.range(batch), tf.fill([batch], t)], axis=1)
+        return _Columns(tf.tensor_scatter_nd_update(self.tensor, where, value))
+
+    def stack(self) -> tf.Tensor:
+        return self.tensor
+
+
 def _empty_slots(steps: tf.Tensor, like: tf.Tensor) -> tf.TensorArray:
     """A TensorArray of `steps` slots, each shaped like `like`."""
     return tf.TensorArray(like.dtype, size=steps, element_shape=like.shape, clear_after_read=False)
@@ -101,6 +121,11 @@ class _Step(NamedTuple):
     # backward pass; a > 0 to keep k_t = r_t + (x_t W + b with its last a columns zeroed),
     # and x W's last a columns, which are all that cell's `combine` reads apart.
     apart: int = 0
+    # x W and the states' history batch-major, (B, T, size), not time-major (`_Columns`).
+    batch_major: bool = False
+
+    def at(self, x: tf.Tensor, t: tf.Tensor) -> tf.Tensor:  # step t of x W or of a history
+        return x[:, t] if self.batch_major else x[t]
 
     def plus_input_bias(self, p: tf.Tensor) -> tf.Tensor:  # x_t W -> x_t W + b
         return p if self.input_bias is None else p + self.input_bias
@@ -126,7 +151,7 @@ def _forward_through_time(step: _Step, projected: tf.Tensor, initial_states: tup
     whose act'(z_t) follows from h_t (`slope_from_output`)."""
     adds = step.cell.adds_projections
     keeps = step.cell.slope_from_output() is None
-    steps = tf.shape(projected)[0]
+    steps = tf.shape(projected)[1 if step.batch_major else 0]
 
     # A cell that adds the projections reads x_t W only in z_t's sum, which is written out.
     # One that does not (GRU) reads three blocks of it in its element-wise step, and XLA's
@@ -138,7 +163,7 @@ def _forward_through_time(step: _Step, projected: tf.Tensor, initial_states: tup
 
     def forward(t, states, saved, stacks, carried):
         stacks = [s.write(t, state) for s, state in zip(stacks, states, strict=True)]
-        p_t = step.plus_input_bias(carried if carry else projected[t])
+        p_t = step.plus_input_bias(carried if carry else step.at(projected, t))
         r_t = step.matmul(states[0])
         saved_t = p_t + r_t if adds else r_t
         # z_t goes to an array of its own. Written over x_t W's slot and read back from it,
@@ -153,7 +178,12 @@ def _forward_through_time(step: _Step, projected: tf.Tensor, initial_states: tup
         return t + 1, new_states, saved.write(t, saved_t) if keeps else (), stacks, carried
 
     saved = _empty_slots(steps, projected[0]) if keeps else ()
-    stacks = [_empty_slots(steps, s) for s in initial_states]
+    if step.batch_major:
+        # Every column is written before it is read. (tf.zeros_like here had XLA's compiler
+        # take ~130 MB more resident memory at 1,000 steps; x W times 0 is not a constant.)
+        stacks = [_Columns(projected * 0.0) for _ in initial_states]
+    else:
+        stacks = [_empty_slots(steps, s) for s in initial_states]
     _, final_states, saved, stacks, _ = tf.while_loop(
         lambda t, *_: t < steps,
         forward,
@@ -165,7 +195,11 @@ def _forward_through_time(step: _Step, projected: tf.Tensor, initial_states: tup
     previous = tuple(s.stack() for s in stacks)
     # h_t at every step, batch-major: the gradient arrives batch-major too, and the backward
     # loop reads it in place (a time-major output would be transposed into a copy going back).
-    outputs = _swap_batch_and_time(tf.concat([previous[0][1:], final_states[0][None]], axis=0))
+    if step.batch_major:
+        outputs = tf.concat([previous[0][:, 1:], final_states[0][:, None]], axis=1)
+    else:
+        outputs = tf.concat([previous[0][1:], final_states[0][None]], axis=0)
+        outputs = _swap_batch_and_time(outputs)
     return outputs, tuple(final_states), previous, saved.stack() if keeps else ()
 
 
@@ -193,8 +227,10 @@ def _backward_through_time(
     kernel_t = tf.transpose(step.projection[0])
 
     def backward(t, ds, d_saved, d_projected, h_t):
-        prev_t = [s[t] for s in previous]
-        if d_outputs is not None:
+        prev_t = [step.at(s, t) for s in previous]
+        if step.batch_major:  # g_t arrives in the slot that dz_t overwrites
+            ds = [ds[0] + d_saved.read(t), *ds[1:]]
+        elif d_outputs is not None:
             ds = [ds[0] + d_outputs[:, t], *ds[1:]]
         if slope is not None:
             # h_t = act(z_t), or h_{t-1} where step t is masked: dz_t = g_t act'(z_t) there
@@ -227,10 +263,15 @@ def _backward_through_time(
         dprev[0] = dprev[0] + _masked(dh, step.recurrent_mask)
         return t - 1, dprev, d_saved.write(t, dr_t), d_projected, h_t
 
-    steps = tf.shape(previous[0])[0]
-    # dr_t overwrites z_t (or r_t), and dp_t overwrites p_t; with no z_t kept, dz_t goes to
-    # an array of its own.
-    d_saved = _slots(saved) if slope is None else _empty_slots(steps, last_h)
+    steps = tf.shape(previous[0])[1 if step.batch_major else 0]
+    # dr_t overwrites z_t (or r_t), and dp_t overwrites p_t. With no z_t kept, dz_t goes to
+    # an array of its own, or batch-major over the gradient of h_t, read just before.
+    if step.batch_major:
+        d_saved = _Columns(tf.zeros_like(previous[0]) if d_outputs is None else d_outputs)
+    elif slope is None:
+        d_saved = _slots(saved)
+    else:
+        d_saved = _empty_slots(steps, last_h)
     d_projected = () if adds else _slots(projected)
     carried_h = last_h if slope is not None else ()
     _, d_initial, d_recurrent, d_projected, _ = tf.while_loop(
@@ -243,7 +284,10 @@ def _backward_through_time(
     d_projected = d_recurrent if adds else d_projected.stack()
     if step.apart:  # the summed blocks' gradient is dr_t's
         d_projected = tf.concat([d_recurrent[..., : -step.apart], d_projected], axis=-1)
-    h_in = _masked(previous[0], step.recurrent_mask)  # (T, B, H): h_{t-1} * m
+    m = step.recurrent_mask
+    if m is not None and step.batch_major:
+        m = m[:, None]  # (B, 1, H), for every step
+    h_in = _masked(previous[0], m)  # (T, B, H) or (B, T, H): h_{t-1} * m
     # (T·B, H)ᵀ (T·B, G) as one matmul that reads h_in transposed (a tensordot would first
     # write out a transposed copy).
     d_weights = [tf.matmul(_rows(h_in), _rows(d_recurrent), transpose_a=True)]
@@ -289,6 +333,7 @@ def _scan_with_bptt(
     recurrent_mask: tf.Tensor | None,
     input_bias: tf.Tensor | None = None,
     passes: _Passes = _UNCOMPILED,
+    batch_major: bool = False,
 ):
     """`_scan` over `cell.step`, with backpropagation through time written by hand.
 
@@ -316,6 +361,19 @@ def _scan_with_bptt(
     from 486-494 to 418-425 MB resident, and it trained 0-16% faster (median 7%, base and
     long, four processes each); inside XLA its memory stayed 256 MB (dz_t, which overwrote
     z_t, now needs an array of its own) and its speed moved 0.98-1.01x.
+
+    Inside one XLA program such a Vanilla RNN runs batch-major (`step.batch_major`): x W and
+    the history of h are (B, T, H), as the outputs and their gradient are, and the backward
+    loop writes dz_t over the gradient of h_t where it arrived, once it has read it. Time-
+    major, three (T, B, H) arrays were alive at once going back (h_{t-1}, the outputs'
+    gradient and dz_t, which has no z_t to overwrite); batch-major, two, and dU, dW and the
+    gradient of x are still one matmul each, of batch-major arrays. At 1,000 steps the
+    step's tensors went from 237 to 175 MiB (`benchmarks/speed.py --memory-only`, its
+    `tensors` row; the BFC allocator counts 256 MB for both) and its resident memory from
+    438-439 to 355-360 MB (two runs each, taking turns), at the same speed (0.89-1.06x,
+    median 1.02; base, wide, long and 2 layers, three processes each, taking turns). Outside XLA a write into a column
+    (a scatter) copies the whole array, 2.8 ms a step at 1,000 steps here, so a plain
+    graph keeps the time-major TensorArrays.
 
     A GRU in a plain `fit` (outside one XLA program; `step.apart`) keeps less: its gates z
     and r read x_t W + b and r_t only through their sum, and its candidate reads both apart,
@@ -373,7 +431,7 @@ def _scan_with_bptt(
         # A plain `fit` (outside one XLA program) keeps of the GRU's x W only its candidate's
         # block; see the docstring.
         apart = 0 if _inside_xla_program() else cell.columns_apart
-        step = _Step(cell, projection, b_in, mask, recurrent_mask, apart)
+        step = _Step(cell, projection, b_in, mask, recurrent_mask, apart, batch_major)
         # What the backward pass reads of x W, taken here so that it keeps no more of it.
         read_apart = projected[..., -apart:] if apart else projected
         outputs, final_states, previous, saved = passes.forward(step, projected, states0)
@@ -433,6 +491,13 @@ def _time_chunks(cell: Any, steps: int | None) -> list[slice]:
     if steps is None or steps <= _TIME_CHUNK or not isinstance(cell, cells):
         return [slice(None)]
     return [slice(t, min(t + _TIME_CHUNK, steps)) for t in range(0, steps, _TIME_CHUNK)]
+
+
+def _runs_batch_major(cell: Any, chunks: list[slice]) -> bool:
+    """Whether `cell` runs batch-major over the whole sequence: a Vanilla RNN whose slope
+    follows from its output, inside one XLA program (see `_scan_with_bptt`)."""
+    whole = chunks == [slice(None)]
+    return whole and cell.slope_from_output() is not None and _inside_xla_program()
 
 
 def _rows(x: tf.Tensor) -> tf.Tensor:
@@ -675,11 +740,17 @@ class Unfold(keras.layers.Layer):
                 passes = self._compiled_passes
             input_bias = tf.convert_to_tensor(cell.input_bias()) if cell.use_bias else None
             pieces, final_states = [], states
-            for piece in _time_chunks(cell, inputs.shape[0]):
-                # x W for every step of the piece at once, (T', B, G); the loop adds b to
-                # each step's slice.
+            chunks = _time_chunks(cell, inputs.shape[0])
+            batch_major = _runs_batch_major(cell, chunks)
+            for piece in chunks:
+                # x W for every step of the piece at once, (T', B, G), or (B, T, G); the loop
+                # adds b to each step's slice.
                 whole = piece == slice(None)
-                projected = cell.project_inputs(inputs if whole else inputs[piece], bias=False)
+                if batch_major:
+                    in_order = tf.reverse(sequences, [1]) if self.go_backwards else sequences
+                    projected = cell.project_inputs(in_order, bias=False)
+                else:
+                    projected = cell.project_inputs(inputs if whole else inputs[piece], bias=False)
                 piece_outputs, final_states = _scan_with_bptt(
                     cell,
                     projected,
@@ -688,6 +759,7 @@ class Unfold(keras.layers.Layer):
                     recurrent_mask,
                     input_bias,
                     passes,
+                    batch_major=batch_major,
                 )
                 pieces.append(piece_outputs)
             outputs = pieces[0] if len(pieces) == 1 else tf.concat(pieces, axis=1)
