@@ -371,9 +371,9 @@ def _scan_with_bptt(
     step's tensors went from 237 to 175 MiB (`benchmarks/speed.py --memory-only`, its
     `tensors` row; the BFC allocator counts 256 MB for both) and its resident memory from
     438-439 to 355-360 MB (two runs each, taking turns), at the same speed (0.89-1.06x,
-    median 1.02; base, wide, long and 2 layers, three processes each, taking turns). Outside XLA a write into a column
-    (a scatter) copies the whole array, 2.8 ms a step at 1,000 steps here, so a plain
-    graph keeps the time-major TensorArrays.
+    median 1.02; base, wide, long and 2 layers, three processes each, taking turns).
+    Outside XLA a write into a column (a scatter) copies the whole array, 2.8 ms a step at
+    1,000 steps here, so a plain graph keeps the time-major TensorArrays.
 
     A GRU in a plain `fit` (outside one XLA program; `step.apart`) keeps less: its gates z
     and r read x_t W + b and r_t only through their sum, and its candidate reads both apart,
