@@ -148,7 +148,8 @@ def _forward_through_time(step: _Step, projected: tf.Tensor, initial_states: tup
     the final states, and what the backward loop reads: the states each step started from
     (states_{t-1}, each (T, B, size)) and, (T, B, G), z_t = x_t W + b + r_t for cells that
     add the projections, r_t otherwise (k_t with `step.apart`); nothing, `()`, for a cell
-    whose act'(z_t) follows from h_t (`slope_from_output`)."""
+    whose act'(z_t) follows from h_t (`slope_from_output`). With `step.batch_major`, x W and
+    the states' history are (B, T, ...)."""
     adds = step.cell.adds_projections
     keeps = step.cell.slope_from_output() is None
     steps = tf.shape(projected)[1 if step.batch_major else 0]
@@ -217,9 +218,10 @@ def _backward_through_time(
     G) (written over x_t W; dr_t itself, written over `saved`, if the cell adds its
     projections), the gradients of the initial states, and [dU, db' if the step has b', db
     if it adds b]. `projected` (x W; its last `step.apart` columns, if any) is read only by a
-    cell that does not add them; `last_h`,
-    h_T, only by a cell whose act'(z_t) follows from h_t (it keeps no `saved`, and the loop
-    carries h_t back from h_T)."""
+    cell that does not add them; `last_h`, h_T, only by a cell whose act'(z_t) follows from
+    h_t (it keeps no `saved`, and the loop carries h_t back from h_T). With
+    `step.batch_major`, the history and dp_t are (B, T, ...), and dz_t is written over the
+    gradient of h_t, `d_outputs`."""
     adds = step.cell.adds_projections
     slope = step.cell.slope_from_output()
     # U^T laid out once before the loop: each step's dr_t U^T then reads it row by row
