@@ -197,13 +197,8 @@ def measure_tf(system: str, cell: str, config: dict, batches: int) -> dict:
     }
 
 
-def requested_peak_mb(trace_dir: str) -> float:
-    """The most bytes that tensors and XLA's buffers asked the allocator for and held at
-    once during a run `tf.profiler` traced, above those held as it began, in MB: the
-    running sum of the `requested_bytes` of its allocation events, less those freed. (The
-    BFC allocator's own peak counts the chunks that hold them, and a chunk is only split
-    when it is at least twice the request or 128 MiB larger, so one buffer can count for up
-    to twice its size there.)"""
+def read_trace(trace_dir: str) -> Any:
+    """The XSpace (planes, lines, events) that `tf.profiler` wrote under `trace_dir`."""
     import glob
 
     from tensorflow.tsl.profiler.protobuf import xplane_pb2
@@ -214,8 +209,18 @@ def requested_peak_mb(trace_dir: str) -> float:
     space = xplane_pb2.XSpace()
     with open(files[0], "rb") as f:
         space.ParseFromString(f.read())
+    return space
+
+
+def requested_peak_mb(trace_dir: str) -> float:
+    """The most bytes that tensors and XLA's buffers asked the allocator for and held at
+    once during a run `tf.profiler` traced, above those held as it began, in MB: the
+    running sum of the `requested_bytes` of its allocation events, less those freed. (The
+    BFC allocator's own peak counts the chunks that hold them, and a chunk is only split
+    when it is at least twice the request or 128 MiB larger, so one buffer can count for up
+    to twice its size there.)"""
     events = []
-    for plane in space.planes:
+    for plane in read_trace(trace_dir).planes:
         names = {key: meta.name for key, meta in plane.event_metadata.items()}
         stat = {key: meta.name for key, meta in plane.stat_metadata.items()}
         for line in plane.lines:

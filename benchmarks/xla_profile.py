@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import collections
-import glob
 import os
 import tempfile
 
@@ -29,7 +28,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import numpy as np
 import tensorflow as tf
-from speed import CELLS, CONFIGS, VOCAB, language_model
+from speed import CELLS, CONFIGS, VOCAB, language_model, read_trace
 
 from unfold_rnn.xla_settings import add_flags
 
@@ -44,14 +43,7 @@ _NOT_XLA = (":", "Produce", "BlockUntilReady", "ExecutorDoneCallback")
 def operation_times(trace_dir: str, steps: int) -> tuple[float, list[tuple[str, float, float]]]:
     """The XLA program's time per step, and (name, ms per step, calls per step) for each of
     its operations, longest first, from the `.xplane.pb` that `tf.profiler` wrote."""
-    from tensorflow.tsl.profiler.protobuf import xplane_pb2
-
-    files = glob.glob(os.path.join(trace_dir, "**", "*.xplane.pb"), recursive=True)
-    if not files:
-        raise SystemExit(f"tf.profiler wrote no .xplane.pb under {trace_dir}")
-    space = xplane_pb2.XSpace()
-    with open(files[0], "rb") as f:
-        space.ParseFromString(f.read())
+    space = read_trace(trace_dir)
     total_ps: collections.Counter[str] = collections.Counter()
     calls: collections.Counter[str] = collections.Counter()
     for plane in space.planes:
