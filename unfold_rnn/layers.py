@@ -727,14 +727,14 @@ class Unfold(keras.layers.Layer):
                 (batch_size, cell.output_size), cell.recurrent_dropout
             )
 
-        inputs = _swap_batch_and_time(sequences)  # (T, B, D)
         if mask is not None:
             if isinstance(mask, (list, tuple)):
                 mask = mask[0]
             mask = tf.transpose(tf.cast(mask, tf.bool))  # (T, B)
         if self.go_backwards:
-            inputs = tf.reverse(inputs, [0])
+            sequences = tf.reverse(sequences, [1])
             mask = None if mask is None else tf.reverse(mask, [0])
+        inputs = _swap_batch_and_time(sequences)  # (T, B, D)
 
         if getattr(cell, "one_matmul_per_step", False):
             passes = _UNCOMPILED
@@ -749,8 +749,7 @@ class Unfold(keras.layers.Layer):
                 # adds b to each step's slice.
                 whole = piece == slice(None)
                 if batch_major:
-                    in_order = tf.reverse(sequences, [1]) if self.go_backwards else sequences
-                    projected = cell.project_inputs(in_order, bias=False)
+                    projected = cell.project_inputs(sequences, bias=False)
                 else:
                     projected = cell.project_inputs(inputs if whole else inputs[piece], bias=False)
                 piece_outputs, final_states = _scan_with_bptt(
