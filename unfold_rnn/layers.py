@@ -127,6 +127,9 @@ class _Step(NamedTuple):
     def at(self, x: tf.Tensor, t: tf.Tensor) -> tf.Tensor:  # step t of x W or of a history
         return x[:, t] if self.batch_major else x[t]
 
+    def steps(self, x: tf.Tensor) -> tf.Tensor:  # how many steps x W or a history holds
+        return tf.shape(x)[1 if self.batch_major else 0]
+
     def plus_input_bias(self, p: tf.Tensor) -> tf.Tensor:  # x_t W -> x_t W + b
         return p if self.input_bias is None else p + self.input_bias
 
@@ -152,7 +155,7 @@ def _forward_through_time(step: _Step, projected: tf.Tensor, initial_states: tup
     the states' history are (B, T, ...)."""
     adds = step.cell.adds_projections
     keeps = step.cell.slope_from_output() is None
-    steps = tf.shape(projected)[1 if step.batch_major else 0]
+    steps = step.steps(projected)
 
     # A cell that adds the projections reads x_t W only in z_t's sum, which is written out.
     # One that does not (GRU) reads three blocks of it in its element-wise step, and XLA's
@@ -265,7 +268,7 @@ def _backward_through_time(
         dprev[0] = dprev[0] + _masked(dh, step.recurrent_mask)
         return t - 1, dprev, d_saved.write(t, dr_t), d_projected, h_t
 
-    steps = tf.shape(previous[0])[1 if step.batch_major else 0]
+    steps = step.steps(previous[0])
     # dr_t overwrites z_t (or r_t), and dp_t overwrites p_t. With no z_t kept, dz_t goes to
     # an array of its own, or batch-major over the gradient of h_t, read just before.
     if step.batch_major:
