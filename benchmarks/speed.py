@@ -215,10 +215,8 @@ def read_trace(trace_dir: str) -> Any:
 def requested_peak_mb(trace_dir: str) -> float:
     """The most bytes that tensors and XLA's buffers asked the allocator for and held at
     once during a run `tf.profiler` traced, above those held as it began, in MB: the
-    running sum of the `requested_bytes` of its allocation events, less those freed. (The
-    BFC allocator's own peak counts the chunks that hold them, and a chunk is only split
-    when it is at least twice the request or 128 MiB larger, so one buffer can count for up
-    to twice its size there.)"""
+    running sum of the `requested_bytes` of its allocation events, less those freed (not
+    rounded up to the allocator's chunks; see the module's docstring)."""
     events = []
     for plane in read_trace(trace_dir).planes:
         names = {key: meta.name for key, meta in plane.event_metadata.items()}
