@@ -116,10 +116,12 @@ def test_matches_keras_outputs_states_and_gradients(
     _assert_all_close(grads_ours, grads_theirs)
 
 
-def test_long_sequences_run_in_pieces_and_match_keras(kind, rng):
-    """At the default piece length, a GRU and an LSTM run 250 steps as 100 + 100 + 50 (the
-    Vanilla RNN whole); masked and backwards, the outputs, final states and gradients match
-    Keras's layer."""
+@pytest.mark.parametrize("traced", [False, True], ids=["eager", "traced"])
+def test_long_sequences_run_in_pieces_and_match_keras(kind, rng, traced):
+    """At the default piece length, a GRU and an LSTM run 250 steps as 100 + 100 + 50; the
+    Vanilla RNN runs them whole and goes back through them as 50, then 100 and 100 (given x
+    and W, not x W). Masked, backwards and from given states, the outputs, final states and
+    gradients match Keras's layer, eagerly and traced (the passes compiled)."""
     chunk = unfold_rnn.layers._TIME_CHUNK
     steps = 2 * chunk + chunk // 2
     ours, theirs = kind.pair(UNITS, return_sequences=True, return_state=True, go_backwards=True)
@@ -127,16 +129,54 @@ def test_long_sequences_run_in_pieces_and_match_keras(kind, rng):
     ours(x), theirs(x)
     ours.set_weights(randomize_weights(theirs, rng))
     mask = tf.constant(rng.random((2, steps)) < 0.8)
+    state = [rng.normal(size=(2, UNITS)).astype("float32") for _ in range(kind.num_states)]
+    run = _traced_outputs_and_gradients if traced else _outputs_and_gradients
     scan = unfold_rnn.layers._scan_with_bptt
     with mock.patch.object(unfold_rnn.layers, "_scan_with_bptt", wraps=scan) as pieces:
-        out_ours, grads_ours = _outputs_and_gradients(ours, x, mask)
+        out_ours, grads_ours = run(ours, x, mask, state)
+    calls = pieces.call_args_list
     expected = [steps] if kind.name == "vanilla" else [chunk, chunk, chunk // 2]
     if not ours.cell.one_matmul_per_step:  # GRU(reset_after=False): tf.scan with autodiff
         expected = []
-    assert [call.args[1].shape[0] for call in pieces.call_args_list] == expected
-    out_theirs, grads_theirs = _outputs_and_gradients(theirs, x, mask)
+    lengths = [call.args[1].shape[1 if call.kwargs["batch_major"] else 0] for call in calls]
+    assert lengths == expected
+    in_pieces = [call.kwargs["input_kernel"] is not None for call in calls]
+    assert in_pieces == [kind.name == "vanilla"] * len(expected)
+    out_theirs, grads_theirs = _outputs_and_gradients(theirs, x, mask, state)
     _assert_all_close(out_ours, out_theirs)
     _assert_all_close(grads_ours, grads_theirs)
+
+
+def test_vanilla_goes_back_in_pieces_over_steps_unknown_when_traced(rng):
+    """A Vanilla RNN traced for sequences of any length goes back in pieces, and XLA compiles
+    its backward pass for the length it is given: 250 steps and 7 match Keras's layer."""
+    kind = KINDS["vanilla"]
+    ours, theirs = kind.pair(UNITS, return_sequences=True)
+    ours.build((None, None, D)), theirs.build((None, None, D))
+    ours.set_weights(randomize_weights(theirs, rng))
+
+    @tf.function(input_signature=[tf.TensorSpec([None, None, D], tf.float32)])
+    def traced(x):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            outputs = ours(x)
+            loss = tf.reduce_sum(outputs * tf.sin(outputs + 1.0))
+        return outputs, tape.gradient(loss, [x, *ours.trainable_weights])
+
+    scan = unfold_rnn.layers._scan_with_bptt
+    with mock.patch.object(unfold_rnn.layers, "_scan_with_bptt", wraps=scan) as pieces:
+        for steps in (250, 7):
+            x = tf.constant(rng.normal(size=(2, steps, D)).astype("float32"))
+            out_ours, grads_ours = traced(x)
+            with tf.GradientTape() as tape:
+                tape.watch(x)
+                out_theirs = theirs(x)
+                loss = tf.reduce_sum(out_theirs * tf.sin(out_theirs + 1.0))
+            grads_theirs = tape.gradient(loss, [x, *theirs.trainable_weights])
+            _assert_all_close([out_ours], [out_theirs])
+            _assert_all_close(grads_ours, grads_theirs)
+    # Traced once, with the number of steps unknown, going back in pieces.
+    assert [call.kwargs["input_kernel"] is not None for call in pieces.call_args_list] == [True]
 
 
 @pytest.mark.parametrize("jit_compile", [False, True], ids=["graph", "xla"])
@@ -439,20 +479,60 @@ def test_vanilla_batch_major_bptt_equals_autodiff(rng, compiled, activation):
     _check_bptt_against_autodiff(layer.cell, kind, rng, compiled, True, batch_major=True)
 
 
-def _check_bptt_against_autodiff(cell, kind, rng, compiled, input_bias, batch_major=False):
-    projected = tf.constant(rng.normal(size=(T, B, cell.gates * UNITS)).astype("float32"))
+@pytest.mark.parametrize("chunk", [2, 4, 100], ids=["3-pieces", "2-pieces", "whole"])
+@pytest.mark.parametrize("batch_major", [False, True], ids=["time-major", "batch-major"])
+@pytest.mark.parametrize("activation", ["tanh", "sigmoid", "relu"])
+@pytest.mark.parametrize("compiled", [False, True], ids=["eager", "xla"])
+def test_vanilla_bptt_in_pieces_equals_autodiff(
+    rng, monkeypatch, compiled, activation, batch_major, chunk
+):
+    """The plain `fit`'s loops (the forward keeps only the outputs; going back, h_{t-1} is
+    read from them and dU, dW and dx are taken a piece of `_TIME_CHUNK` steps at a time, the
+    last piece first) give the scan's numbers, including x's and W's gradients: T = 6 steps
+    as 2 + 2 + 2, as 2 + 4 (the last piece holds what is left over), and whole."""
+    monkeypatch.setattr(unfold_rnn.layers, "_TIME_CHUNK", chunk)
+    kind = KINDS["vanilla"]
+    layer, _ = _built_pair(kind, rng, activation=activation)
+    _check_bptt_against_autodiff(layer.cell, kind, rng, compiled, True, batch_major, True)
+
+
+def _check_bptt_against_autodiff(
+    cell, kind, rng, compiled, input_bias, batch_major=False, in_pieces=False
+):
+    """`_scan_with_bptt` against autodiff through `_scan`: outputs, final states and the
+    gradients of a loss of them. Given x W (or x W + b), or with `in_pieces` x itself, (T,
+    B, D), and the cell's W (`input_kernel`), which the loop projects."""
+    inputs = tf.constant(rng.normal(size=(T, B, D)).astype("float32"))
+    if in_pieces:
+        projected = inputs
+    else:
+        projected = tf.constant(rng.normal(size=(T, B, cell.gates * UNITS)).astype("float32"))
     bias = tf.constant(rng.normal(size=(cell.gates * UNITS,)).astype("float32"))
     states = tuple(tf.constant(s) for s in _initial_state(kind, rng))
     mask = tf.constant(MASK.T)  # (T, B)
     recurrent_mask = tf.constant(rng.choice([0.0, 2.0], size=(B, UNITS)).astype("float32"))
 
     def plain(cell, projected, states, mask, recurrent_mask):
+        if in_pieces:
+            projected = tf.tensordot(projected, cell.kernel, axes=1)
         step = lambda p_t, s: cell.step(p_t, s, recurrent_mask)  # noqa: E731
         all_states = unfold_rnn.layers._scan(step, projected + bias, states, mask)
         return tf.transpose(all_states[0], [1, 0, 2]), [s[-1] for s in all_states]
 
     def handwritten(cell, projected, states, mask, recurrent_mask):
         bptt = unfold_rnn.layers._scan_with_bptt
+        if in_pieces:
+            x = tf.transpose(projected, [1, 0, 2]) if batch_major else projected
+            return bptt(
+                cell,
+                x,
+                states,
+                mask,
+                recurrent_mask,
+                bias,
+                batch_major=batch_major,
+                input_kernel=cell.kernel,
+            )
         if batch_major:
             projected = tf.transpose(projected, [1, 0, 2])
             return bptt(cell, projected, states, mask, recurrent_mask, bias, batch_major=True)

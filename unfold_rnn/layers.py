@@ -123,6 +123,9 @@ class _Step(NamedTuple):
     apart: int = 0
     # x W and the states' history batch-major, (B, T, size), not time-major (`_Columns`).
     batch_major: bool = False
+    # The forward loop keeps h_t, the outputs, rather than h_{t-1}; the backward pass reads
+    # h_{t-1} from them (`_backward_in_pieces`).
+    keeps_outputs: bool = False
 
     def at(self, x: tf.Tensor, t: tf.Tensor) -> tf.Tensor:  # step t of x W or of a history
         return x[:, t] if self.batch_major else x[t]
@@ -152,7 +155,8 @@ def _forward_through_time(step: _Step, projected: tf.Tensor, initial_states: tup
     (states_{t-1}, each (T, B, size)) and, (T, B, G), z_t = x_t W + b + r_t for cells that
     add the projections, r_t otherwise (k_t with `step.apart`); nothing, `()`, for a cell
     whose act'(z_t) follows from h_t (`slope_from_output`). With `step.batch_major`, x W and
-    the states' history are (B, T, ...)."""
+    the states' history are (B, T, ...). With `step.keeps_outputs` the loop keeps h_t, not
+    states_{t-1}, and returns no history: the outputs are what the backward pass reads."""
     adds = step.cell.adds_projections
     keeps = step.cell.slope_from_output() is None
     steps = step.steps(projected)
@@ -166,7 +170,8 @@ def _forward_through_time(step: _Step, projected: tf.Tensor, initial_states: tup
     carry = not adds
 
     def forward(t, states, saved, stacks, carried):
-        stacks = [s.write(t, state) for s, state in zip(stacks, states, strict=True)]
+        if not step.keeps_outputs:  # states_{t-1}
+            stacks = [s.write(t, state) for s, state in zip(stacks, states, strict=True)]
         p_t = step.plus_input_bias(carried if carry else step.at(projected, t))
         r_t = step.matmul(states[0])
         saved_t = p_t + r_t if adds else r_t
@@ -175,6 +180,8 @@ def _forward_through_time(step: _Step, projected: tf.Tensor, initial_states: tup
         # of a 1 x 256 LSTM language model (batch 64 x 100, benchmarks/step_profile.py) took
         # 131-143 ms that way, 112-114 ms this way.
         new_states = step.rest(t, p_t, saved_t, states)
+        if step.keeps_outputs:  # h_t
+            stacks = [stacks[0].write(t, new_states[0])]
         carried = projected[tf.minimum(t + 1, steps - 1)] if carry else ()
         if step.apart:  # k_t: the sums of the blocks read summed, then r_t's columns apart
             a = step.apart
@@ -182,12 +189,13 @@ def _forward_through_time(step: _Step, projected: tf.Tensor, initial_states: tup
         return t + 1, new_states, saved.write(t, saved_t) if keeps else (), stacks, carried
 
     saved = _empty_slots(steps, projected[0]) if keeps else ()
+    kept = initial_states[:1] if step.keeps_outputs else initial_states  # h, or every state
     if step.batch_major:
         # Every column is written before it is read. (tf.zeros_like here had XLA's compiler
         # take ~130 MB more resident memory at 1,000 steps; x W times 0 is not a constant.)
-        stacks = [_Columns(projected * 0.0) for _ in initial_states]
+        stacks = [_Columns(projected * 0.0) for _ in kept]
     else:
-        stacks = [_empty_slots(steps, s) for s in initial_states]
+        stacks = [_empty_slots(steps, s) for s in kept]
     _, final_states, saved, stacks, _ = tf.while_loop(
         lambda t, *_: t < steps,
         forward,
@@ -197,6 +205,9 @@ def _forward_through_time(step: _Step, projected: tf.Tensor, initial_states: tup
     # states_{t-1}: what the backward loop reads, and h_{t-1} is the left factor of dU as it
     # stands (h_t would need a shifted copy).
     previous = tuple(s.stack() for s in stacks)
+    if step.keeps_outputs:
+        outputs = previous[0] if step.batch_major else _swap_batch_and_time(previous[0])
+        return outputs, tuple(final_states), (), ()
     # h_t at every step, batch-major: the gradient arrives batch-major too, and the backward
     # loop reads it in place (a time-major output would be transposed into a copy going back).
     if step.batch_major:
@@ -303,6 +314,82 @@ def _backward_through_time(
     return d_projected, d_initial, d_weights
 
 
+def _backward_in_pieces(
+    step: _Step,
+    d_outputs: tf.Tensor | None,
+    d_final_states: list[tf.Tensor],
+    outputs: tf.Tensor,
+    h0: tf.Tensor,
+    inputs: tf.Tensor,
+    input_kernel: tf.Tensor,
+):
+    """The backward pass of a Vanilla RNN whose forward pass kept only its outputs
+    (`step.keeps_outputs`), a piece of `_TIME_CHUNK` steps at a time, the last piece (which
+    holds what is left over) first. Each piece reads its h_{t-1} from the outputs (h_0 before
+    the first step), runs `_backward_through_time` over its steps from the states' gradients
+    that the piece after it ended with, and then takes its share of dU, of dW (x_pieceᵀ
+    dz_piece) and of dx (dz_piece Wᵀ), one matmul each, so that no dz_t is kept for the
+    whole sequence. x (`inputs`) and dx are (T, B, D), or (B, T, D) with `step.batch_major`;
+    each piece runs time-major (batch-major, writing dz_t over a copy of the piece's
+    gradient, it trained 2-10% slower at 100 and 1,000 steps). Returns dx, the gradients of
+    the initial states, and `_backward_through_time`'s weights' gradients, then dW."""
+    steps = step.steps(inputs)
+    # The last piece holds what is left over (all of it when steps <= _TIME_CHUNK).
+    top = steps - _TIME_CHUNK * ((steps - 1) // _TIME_CHUNK)
+    kernel_t = tf.transpose(input_kernel)
+
+    def piece(start, size, ds, dx):
+        def cut(x, axis):  # steps [start, start + size) of x along `axis`
+            begin, sizes = [0] * x.shape.rank, tf.unstack(tf.shape(x))
+            begin[axis], sizes[axis] = start, size
+            return tf.slice(x, tf.stack(begin), tf.stack(sizes))
+
+        mask = None if step.mask is None else cut(step.mask, 0)
+        d_piece = None if d_outputs is None else cut(d_outputs, 1)
+        # h_{t-1} of the piece's steps, time-major: the outputs one step back, h_0 before them.
+        back_one = start - 1 + tf.range(size)
+        previous = tf.gather(outputs, tf.maximum(back_one, 0), axis=1)
+        previous = tf.where((back_one >= 0)[None, :, None], previous, h0[:, None])
+        last_h = outputs[:, start + size - 1]
+        dz, ds, d_weights = _backward_through_time(
+            step._replace(mask=mask, batch_major=False),
+            d_piece,
+            ds,
+            (),
+            (_swap_batch_and_time(previous),),
+            None,
+            last_h,
+        )
+        x = cut(inputs, 1 if step.batch_major else 0)
+        if step.batch_major:
+            x = _swap_batch_and_time(x)
+        d_weights.append(tf.matmul(_rows(x), _rows(dz), transpose_a=True))
+        dx_piece = tf.reshape(tf.matmul(_rows(dz), kernel_t), tf.shape(x))
+        return (
+            ds,
+            d_weights,
+            tf.tensor_scatter_nd_update(dx, (start + tf.range(size))[:, None], dx_piece),
+        )
+
+    # dx, written a piece at a time (under XLA in place). Every step is written; x times 0
+    # is not a constant, which tf.zeros_like would have XLA's compiler hold.
+    dx = (_swap_batch_and_time(inputs) if step.batch_major else inputs) * 0.0
+    ds, d_weights, dx = piece(steps - top, top, d_final_states, dx)
+    # The loop's pieces are _TIME_CHUNK steps long; `size` says so to XLA, which compiles the
+    # loop (and checks its slices) even when it runs no piece.
+    size = tf.minimum(steps, _TIME_CHUNK)
+
+    def back(c, ds, d_weights, dx):
+        ds, more, dx = piece(c * size, size, ds, dx)
+        return c - 1, ds, [a + b for a, b in zip(d_weights, more, strict=True)], dx
+
+    count = (steps - top) // _TIME_CHUNK
+    _, d_initial, d_weights, dx = tf.while_loop(
+        lambda c, *_: c >= 0, back, (count - 1, ds, d_weights, dx), maximum_iterations=count
+    )
+    return _swap_batch_and_time(dx) if step.batch_major else dx, d_initial, d_weights
+
+
 def _from_kept(step: _Step, kept_t: tf.Tensor, apart_t: tf.Tensor):
     """x_t W + b and r_t as the cell's `combine` reads them, rebuilt from k_t and x_t W's
     last columns: the summed blocks' sums stand in for x_t W + b there, zeros for r_t. The
@@ -321,6 +408,7 @@ class _Passes(NamedTuple):
 
     forward: Any = _forward_through_time
     backward: Any = _backward_through_time
+    backward_in_pieces: Any = _backward_in_pieces
 
     @classmethod
     def compiled(cls) -> _Passes:
@@ -339,6 +427,7 @@ def _scan_with_bptt(
     input_bias: tf.Tensor | None = None,
     passes: _Passes = _UNCOMPILED,
     batch_major: bool = False,
+    input_kernel: tf.Tensor | None = None,
 ):
     """`_scan` over `cell.step`, with backpropagation through time written by hand.
 
@@ -378,7 +467,23 @@ def _scan_with_bptt(
     438-439 to 355-360 MB (two runs each, taking turns), at the same speed (0.89-1.06x,
     median 1.02; base, wide, long and 2 layers, three processes each, taking turns).
     Outside XLA a write into a column (a scatter) copies the whole array, 2.8 ms a step at
-    1,000 steps here, so a plain graph keeps the time-major TensorArrays.
+    1,000 steps here, so passes that are not compiled keep the time-major TensorArrays.
+
+    In a plain `fit` (each pass its own XLA program) such a Vanilla RNN, over more than
+    `_TIME_CHUNK` steps, is given x and W (`input_kernel`) rather than x W, and its forward
+    pass keeps only the outputs, h_t. Its backward pass (`_backward_in_pieces`) reads h_{t-1}
+    from them, and goes back a piece of `_TIME_CHUNK` steps at a time, taking that piece's
+    share of dU, dW and dx (one matmul each) before the next, so that no dz_t is kept for
+    the whole sequence. The backward program cannot overwrite the gradient of the outputs
+    (TensorFlow does not donate a compiled function's inputs), so before this it held four
+    (T, B, H) arrays at its peak: the outputs, h_{t-1}, their gradient and dz_t. At 1,000
+    steps the plain step's tensors went from 266-283 to 200-216 MiB (Keras's SimpleRNN:
+    236 in the earlier runs, 298 in these) and the BFC allocator's count from 270 to 207 MB
+    (`benchmarks/speed.py --memory-only --cells vanilla`, two runs), at 0.98-1.03x the speed
+    (median 1.00, four processes each, taking turns); its resident memory stayed where it
+    was (385-436 MB against 417-431: TensorFlow's default allocator keeps what it has
+    taken). Going back in one piece saves nothing, and at 100 steps it measured 0.87-0.98x
+    the speed (median 0.96), so shorter sequences go back whole, as before.
 
     A GRU in a plain `fit` (outside one XLA program; `step.apart`) keeps less: its gates z
     and r read x_t W + b and r_t only through their sum, and its candidate reads both apart,
@@ -425,20 +530,23 @@ def _scan_with_bptt(
     """
     kernel, bias = cell.recurrent_weights()
     dtype = projected.dtype
-    weights = [tf.cast(w, dtype) for w in (kernel, bias, input_bias) if w is not None]
+    weights = [tf.cast(w, dtype) for w in (kernel, bias, input_bias, input_kernel) if w is not None]
     count = len(initial_states)
 
     @tf.custom_gradient
     def loop(projected, *args):
         states0, weights = tuple(args[:count]), list(args[count:])
+        w_in = [weights.pop()] if input_kernel is not None else []  # with x, given as projected
         b_in = weights.pop() if input_bias is not None else None
         projection = (weights[0], weights[1] if bias is not None else None)
         # A plain `fit` (outside one XLA program) keeps of the GRU's x W only its candidate's
         # block; see the docstring.
         apart = 0 if _inside_xla_program() else cell.columns_apart
-        step = _Step(cell, projection, b_in, mask, recurrent_mask, apart, batch_major)
+        step = _Step(cell, projection, b_in, mask, recurrent_mask, apart, batch_major, bool(w_in))
         # What the backward pass reads of x W, taken here so that it keeps no more of it.
         read_apart = projected[..., -apart:] if apart else projected
+        if w_in:
+            x, projected = projected, tf.tensordot(projected, w_in[0], axes=1)
         outputs, final_states, previous, saved = passes.forward(step, projected, states0)
 
         def grad(d_outputs, *d_final_states):
@@ -452,6 +560,11 @@ def _scan_with_bptt(
             inputs = None if cell.adds_projections else read_apart
             # h_T, from which a cell that keeps no z_t walks back.
             last_h = final_states[0] if cell.slope_from_output() is not None else ()
+            if input_kernel is not None:
+                d_inputs, d_initial, d_weights = passes.backward_in_pieces(
+                    step, d_outputs, d_final, outputs, states0[0], x, *w_in
+                )
+                return (d_inputs, *d_initial, *d_weights)
             d_projected, d_initial, d_weights = passes.backward(
                 step, d_outputs, d_final, saved, previous, inputs, last_h
             )
@@ -475,8 +588,9 @@ def _scan_with_bptt(
 # an XLA program the GRU runs whole, as pieces raised its peak memory there (joining the
 # pieces' outputs costs one more copy of them, and its backward pass keeps every piece's x W
 # anyway). The Vanilla RNN runs whole everywhere: its arrays are no wider than its outputs,
-# and pieces did not lower its memory. Measured at 1,000 steps, at the same speed: README,
-# "Speed". Sequences of unknown length run whole.
+# and pieces did not lower its memory (outside XLA it goes back through time in pieces of
+# this many steps instead: `_backward_in_pieces`). Measured at 1,000 steps, at the same
+# speed: README, "Speed". Sequences of unknown length run whole.
 _TIME_CHUNK = 100
 _CELLS_IN_PIECES: tuple[type, ...] = (GRUCell, LSTMCell)
 _CELLS_IN_PIECES_UNDER_XLA: tuple[type, ...] = (LSTMCell,)
@@ -503,6 +617,14 @@ def _runs_batch_major(cell: Any, chunks: list[slice]) -> bool:
     follows from its output, inside one XLA program (see `_scan_with_bptt`)."""
     whole = chunks == [slice(None)]
     return whole and cell.slope_from_output() is not None and _inside_xla_program()
+
+
+def _goes_back_in_pieces(cell: Any, steps: int | None) -> bool:
+    """Whether `cell` goes back through time a piece at a time (`_backward_in_pieces`): a
+    Vanilla RNN whose slope follows from its output, outside one XLA program, over more than
+    `_TIME_CHUNK` steps (or a number not known when traced)."""
+    longer = steps is None or steps > _TIME_CHUNK
+    return longer and cell.slope_from_output() is not None and not _inside_xla_program()
 
 
 def _rows(x: tf.Tensor) -> tf.Tensor:
@@ -746,12 +868,19 @@ class Unfold(keras.layers.Layer):
             input_bias = tf.convert_to_tensor(cell.input_bias()) if cell.use_bias else None
             pieces, final_states = [], states
             chunks = _time_chunks(cell, inputs.shape[0])
-            batch_major = _runs_batch_major(cell, chunks)
+            in_pieces = _goes_back_in_pieces(cell, inputs.shape[0])
+            # Batch-major inside one XLA program, and when going back in pieces with compiled
+            # passes (outside XLA a write into a column copies the whole array).
+            batch_major = _runs_batch_major(cell, chunks) or (
+                in_pieces and passes is not _UNCOMPILED
+            )
             for piece in chunks:
                 # x W for every step of the piece at once, (T', B, G), or (B, T, G); the loop
                 # adds b to each step's slice.
                 whole = piece == slice(None)
-                if batch_major:
+                if in_pieces:  # x itself: the loop projects it
+                    projected = sequences[:, piece] if batch_major else inputs[piece]
+                elif batch_major:
                     projected = cell.project_inputs(sequences, bias=False)
                 else:
                     projected = cell.project_inputs(inputs if whole else inputs[piece], bias=False)
@@ -764,6 +893,7 @@ class Unfold(keras.layers.Layer):
                     input_bias,
                     passes,
                     batch_major=batch_major,
+                    input_kernel=cell.kernel if in_pieces else None,
                 )
                 pieces.append(piece_outputs)
             outputs = pieces[0] if len(pieces) == 1 else tf.concat(pieces, axis=1)
