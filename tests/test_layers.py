@@ -502,11 +502,8 @@ def _check_bptt_against_autodiff(
     """`_scan_with_bptt` against autodiff through `_scan`: outputs, final states and the
     gradients of a loss of them. Given x W (or x W + b), or with `in_pieces` x itself, (T,
     B, D), and the cell's W (`input_kernel`), which the loop projects."""
-    inputs = tf.constant(rng.normal(size=(T, B, D)).astype("float32"))
-    if in_pieces:
-        projected = inputs
-    else:
-        projected = tf.constant(rng.normal(size=(T, B, cell.gates * UNITS)).astype("float32"))
+    shape = (T, B, D) if in_pieces else (T, B, cell.gates * UNITS)
+    projected = tf.constant(rng.normal(size=shape).astype("float32"))  # x W, or x itself
     bias = tf.constant(rng.normal(size=(cell.gates * UNITS,)).astype("float32"))
     states = tuple(tf.constant(s) for s in _initial_state(kind, rng))
     mask = tf.constant(MASK.T)  # (T, B)
