@@ -404,7 +404,8 @@ def _from_kept(step: _Step, kept_t: tf.Tensor, apart_t: tf.Tensor):
 
 
 class _Passes(NamedTuple):
-    """The two halves of `_scan_with_bptt`, run as they are or each compiled with XLA."""
+    """The passes of `_scan_with_bptt` (forward; backward whole or in pieces), run as they
+    are or each compiled with XLA."""
 
     forward: Any = _forward_through_time
     backward: Any = _backward_through_time
