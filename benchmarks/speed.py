@@ -24,6 +24,7 @@ threads.
     python benchmarks/speed.py [--rounds 2] [--configs base wide long 2layer] [--cells ...]
     python benchmarks/speed.py --memory        # also peak memory at 1,000 steps
     python benchmarks/speed.py --memory-only   # only that
+    python benchmarks/speed.py --memory-only --peak-arrays   # and what each peak holds
     python benchmarks/speed.py --tables generation   # single-stream generation, chars/s
     python benchmarks/speed.py --systems ours+xla keras torch   # some systems only
     python benchmarks/speed.py --threads default 1/2 2/1        # TensorFlow's thread pools
@@ -51,8 +52,10 @@ its use as the step began; it counts the chunks it hands out, and it splits a fr
 when the chunk is at least twice the request or 128 MiB larger, so one buffer can count for
 up to twice its size. `tensors` is the step's own working memory without that rounding: the
 most bytes that its tensors and XLA's buffers asked for and held at once, from the allocation
-events of one more step traced by `tf.profiler`. PyTorch has no such counters on a CPU, so
-it gets the resident figure only.
+events of one more step traced by `tf.profiler`; `--peak-arrays` also prints the largest
+arrays held at that moment, each with the operation that asked for it and its shape (an XLA
+program's buffers name neither). PyTorch has no such counters on a CPU, so it gets the
+resident figure only.
 
 Generation writes 2,000 characters from one stream (batch 1) with each configuration's
 untrained model (speed does not depend on the weights), drawing each character from the
@@ -179,7 +182,7 @@ def measure_tf(system: str, cell: str, config: dict, batches: int) -> dict:
     before = rss_mb()
     model.fit(x, y, batch_size=b, epochs=1, shuffle=False, verbose=0, callbacks=[Clock()])
     memory_mb = sampler.stop() - before
-    tensors_mb = None
+    tensors_mb, peak_arrays = None, None
     if counted:  # one more step, traced: the bytes its tensors and buffers asked for
         import tempfile
 
@@ -187,13 +190,14 @@ def measure_tf(system: str, cell: str, config: dict, batches: int) -> dict:
             tf.profiler.experimental.start(trace_dir)
             model.fit(x[:b], y[:b], batch_size=b, epochs=1, shuffle=False, verbose=0)
             tf.profiler.experimental.stop()
-            tensors_mb = requested_peak_mb(trace_dir)
+            tensors_mb, peak_arrays = requested_peak(trace_dir)
     return {
         "times": times,
         "memory_mb": memory_mb,
         "lifetime_peak_mb": peak_rss_mb() - before,
         "working_mb": max(working) if working else None,
         "tensors_mb": tensors_mb,
+        "peak_arrays": peak_arrays,
     }
 
 
@@ -212,11 +216,13 @@ def read_trace(trace_dir: str) -> Any:
     return space
 
 
-def requested_peak_mb(trace_dir: str) -> float:
+def requested_peak(trace_dir: str, largest: int = 6) -> tuple[float, list[str]]:
     """The most bytes that tensors and XLA's buffers asked the allocator for and held at
     once during a run `tf.profiler` traced, above those held as it began, in MB: the
     running sum of the `requested_bytes` of its allocation events, less those freed (not
-    rounded up to the allocator's chunks; see the module's docstring)."""
+    rounded up to the allocator's chunks; see the module's docstring). Also the `largest`
+    arrays held at that moment, each as its MiB, the operation that asked for it and its
+    shape (an XLA program's buffers name neither), then the sum of the others."""
     events = []
     for plane in read_trace(trace_dir).planes:
         names = {key: meta.name for key, meta in plane.event_metadata.items()}
@@ -226,18 +232,38 @@ def requested_peak_mb(trace_dir: str) -> float:
                 kind = names.get(event.metadata_id)
                 if kind not in ("MemoryAllocation", "MemoryDeallocation"):
                     continue
-                values = {stat[v.metadata_id]: v.int64_value or v.uint64_value for v in event.stats}
+                values = {
+                    stat[v.metadata_id]: stat[v.ref_value]  # a string, kept once per plane
+                    if v.ref_value
+                    else v.str_value or v.int64_value or v.uint64_value
+                    for v in event.stats
+                }
                 events.append((line.timestamp_ns * 1000 + event.offset_ps, kind, values))
-    held: dict[int, int] = {}  # address -> requested bytes, of what this run allocated
+    held: dict[int, dict] = {}  # address -> the allocation's stats, of what this run allocated
     alive = peak = 0
+    at_peak: list[dict] = []
     for _, kind, values in sorted(events, key=lambda e: e[0]):
         if kind == "MemoryAllocation":
-            held[values["addr"]] = values["requested_bytes"]
+            held[values["addr"]] = values
             alive += values["requested_bytes"]
         else:  # a buffer allocated before the trace began is not counted when freed
-            alive -= held.pop(values["addr"], 0)
-        peak = max(peak, alive)
-    return peak / 2**20
+            alive -= held.pop(values["addr"], {"requested_bytes": 0})["requested_bytes"]
+        if alive > peak:
+            peak, at_peak = alive, list(held.values())
+    at_peak.sort(key=lambda v: -v["requested_bytes"])
+    arrays = [
+        f"{v['requested_bytes'] / 2**20:,.1f} "
+        + (
+            f"{v['tf_op'].removeprefix('StatefulPartitionedCall/')} {v.get('shape', '')}"
+            if v.get("tf_op")
+            else "(an XLA buffer)"
+        )
+        for v in at_peak[:largest]
+    ]
+    if len(at_peak) > largest:
+        rest = sum(v["requested_bytes"] for v in at_peak[largest:]) / 2**20
+        arrays.append(f"{rest:,.1f} in {len(at_peak) - largest:,} smaller ones")
+    return peak / 2**20, arrays
 
 
 def torch_language_model(cell: str, config: dict) -> Any:
@@ -431,6 +457,11 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--memory", action="store_true", help="same as --tables speed memory")
     parser.add_argument("--memory-only", action="store_true", help="same as --tables memory")
     parser.add_argument(
+        "--peak-arrays",
+        action="store_true",
+        help="with the memory table: the largest arrays held at each tensors peak",
+    )
+    parser.add_argument(
         "--threads",
         nargs="+",
         default=["default"],
@@ -568,6 +599,10 @@ def memory_table(args: argparse.Namespace, systems: list[str]) -> None:
                 if a in results and b in results
             )
             print(f"{cell:8} {name:9} {row}   {against}", flush=True)
+        if args.peak_arrays:  # what the tensors row is made of
+            for column, result in allocated.items():
+                arrays = "; ".join(result["peak_arrays"])
+                print(f"{cell:8} {'at peak':9} {column}: {arrays} (MiB)", flush=True)
 
 
 def generation_table(args: argparse.Namespace, systems: list[str]) -> None:
