@@ -613,9 +613,13 @@ def _time_chunks(cell: Any, steps: int | None) -> list[slice]:
     return [slice(t, min(t + _TIME_CHUNK, steps)) for t in range(0, steps, _TIME_CHUNK)]
 
 
-def _runs_batch_major(cell: Any, chunks: list[slice]) -> bool:
-    """Whether `cell` runs batch-major over the whole sequence: a Vanilla RNN whose slope
-    follows from its output, inside one XLA program (see `_scan_with_bptt`)."""
+def _runs_batch_major(cell: Any, chunks: list[slice], in_pieces: bool, passes: _Passes) -> bool:
+    """Whether `cell` runs batch-major (see `_scan_with_bptt`): a Vanilla RNN whose slope
+    follows from its output, over the whole sequence inside one XLA program, or going back in
+    pieces (`in_pieces`) with compiled passes (outside XLA a write into a column copies the
+    whole array)."""
+    if in_pieces:
+        return passes is not _UNCOMPILED
     whole = chunks == [slice(None)]
     return whole and cell.slope_from_output() is not None and _inside_xla_program()
 
@@ -870,11 +874,7 @@ class Unfold(keras.layers.Layer):
             pieces, final_states = [], states
             chunks = _time_chunks(cell, inputs.shape[0])
             in_pieces = _goes_back_in_pieces(cell, inputs.shape[0])
-            # Batch-major inside one XLA program, and when going back in pieces with compiled
-            # passes (outside XLA a write into a column copies the whole array).
-            batch_major = _runs_batch_major(cell, chunks) or (
-                in_pieces and passes is not _UNCOMPILED
-            )
+            batch_major = _runs_batch_major(cell, chunks, in_pieces, passes)
             for piece in chunks:
                 # x W for every step of the piece at once, (T', B, G), or (B, T, G); the loop
                 # adds b to each step's slice.
