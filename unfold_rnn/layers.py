@@ -557,15 +557,15 @@ def _scan_with_bptt(
                 tf.zeros_like(s) if d is None else d
                 for s, d in zip(states0, d_final_states, strict=True)
             ]
-            # x W goes back only to a cell that reads it in its element-wise step.
-            inputs = None if cell.adds_projections else read_apart
-            # h_T, from which a cell that keeps no z_t walks back.
-            last_h = final_states[0] if cell.slope_from_output() is not None else ()
             if input_kernel is not None:
                 d_inputs, d_initial, d_weights = passes.backward_in_pieces(
                     step, d_outputs, d_final, outputs, states0[0], x, *w_in
                 )
                 return (d_inputs, *d_initial, *d_weights)
+            # x W goes back only to a cell that reads it in its element-wise step.
+            inputs = None if cell.adds_projections else read_apart
+            # h_T, from which a cell that keeps no z_t walks back.
+            last_h = final_states[0] if cell.slope_from_output() is not None else ()
             d_projected, d_initial, d_weights = passes.backward(
                 step, d_outputs, d_final, saved, previous, inputs, last_h
             )
