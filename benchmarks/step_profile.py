@@ -15,11 +15,16 @@ and, as a yardstick, the same three parts made of the step's matmuls alone, with
 and order (XLA): h_{t-1} U at each step of a forward loop after x W for all steps, dr_t U^T
 at each step of a reverse loop, then dU, dW and dx, then the output layer's three. Each
 loop step keeps one add of (B, H) to carry its result; there is no other element-wise work.
-It is a yardstick for the least a step of these shapes can take, not a proof: TensorFlow's
-own matmul kernels (oneDNN, which Keras's layers use without XLA) can be a little faster
-than XLA's, and the program itself is not tuned. The last lines set it against a training
-step 1.5 times as fast as Keras's; what a step spends beyond the matmuls includes the rest
-of the step (embedding, softmax and loss, Adam), which every system has.
+A second yardstick, "matmuls, TF's", runs the two loops as XLA programs of their own and
+the large matmuls with TensorFlow's own kernels (oneDNN, which Keras's layers use without
+XLA). Alone, those ran dU's (T·B, H)ᵀ (T·B, G) matmul in 5.4-6.0 ms on Zen 5, XLA's in
+7.6-9.0, while XLA's small matmuls of the loops were the fastest there; yet over a whole
+step the second yardstick took 1.02-1.09 times the first's time (three passes;
+benchmarks/results/gru_matmul_backends_zen5.txt). Neither is a proof of the least a step of
+these shapes can take (neither program is tuned), but the faster of the two is the least we
+know of. The last lines set them against a training step 1.5 times as fast as Keras's; what
+a step spends beyond the matmuls includes the rest of the step (embedding, softmax and
+loss, Adam), which every system has.
 
     python benchmarks/step_profile.py [--cell lstm] [--units 256] [--repeats 30]
 """
@@ -90,8 +95,12 @@ def profile(system: str, cell: str, units: int) -> dict[str, Any]:
     }
 
 
-def matmul_floor(cell: str, units: int) -> dict[str, Any]:
-    """The three parts of `profile`, made of the training step's matmuls alone (XLA)."""
+def matmul_floor(cell: str, units: int, tf_kernels: bool = False) -> dict[str, Any]:
+    """The three parts of `profile`, made of the training step's matmuls alone: all in one
+    XLA program, or, with `tf_kernels`, the two time loops each compiled with XLA (whose
+    small matmuls were the fastest here) and the large matmuls (x W, dU, dW, dx and the
+    output layer's three) with TensorFlow's own kernels (oneDNN in its Linux x86 builds),
+    which ran a (T·B, H)ᵀ (T·B, G) matmul faster than XLA's on Zen 5."""
     config = {**CONFIGS["base"], "units": units}
     batch, steps = config["batch"], config["steps"]
     width = LAYERS[cell].cell_class.gates * units  # the columns of W and U
@@ -103,10 +112,16 @@ def matmul_floor(cell: str, units: int) -> dict[str, Any]:
 
     kernel, recurrent, output = normal(EMBEDDING, width), normal(units, width), normal(units, VOCAB)
     x, d_logits = normal(rows, EMBEDDING), normal(rows, VOCAB)
+    # Apart, each part is a function of its own; together, one XLA program calls them all.
+    loop = tf.function(jit_compile=True) if tf_kernels else lambda f: f
+    large = tf.function(jit_compile=False) if tf_kernels else lambda f: f
 
-    def forward() -> tuple[tf.Tensor, tf.Tensor]:
-        projected = tf.reshape(tf.matmul(x, kernel), (steps, batch, width))
+    @large
+    def project() -> tf.Tensor:
+        return tf.reshape(tf.matmul(x, kernel), (steps, batch, width))
 
+    @loop
+    def forward_loop(projected: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         def step(carry, p_t):
             r_t = tf.matmul(carry[0], recurrent) + p_t  # r_t is kept, as the layer keeps it
             return r_t[:, :units], r_t
@@ -115,40 +130,53 @@ def matmul_floor(cell: str, units: int) -> dict[str, Any]:
         h, kept = tf.scan(step, projected, initializer=start)
         return tf.reshape(h, (rows, units)), tf.reshape(kept, (rows, width))
 
-    def backward(h: tf.Tensor, kept: tf.Tensor, d_h: tf.Tensor) -> list[tf.Tensor]:
+    @loop
+    def backward_loop(kept: tf.Tensor, d_h: tf.Tensor) -> tf.Tensor:
         kept_t, d_h_t = (tf.reshape(a, (steps, batch, -1)) for a in (kept, d_h))
 
         def step(d_state, inputs):  # kept stands in for dr_t: same shape, no extra work
             return tf.matmul(inputs[0], recurrent, transpose_b=True) + inputs[1] + d_state
 
-        d_states = tf.scan(step, (kept_t, d_h_t), initializer=tf.zeros((batch, units)))
+        return tf.scan(step, (kept_t, d_h_t), initializer=tf.zeros((batch, units)))
+
+    @large
+    def weight_gradients(h: tf.Tensor, kept: tf.Tensor) -> list[tf.Tensor]:
         d_recurrent = tf.matmul(h, kept, transpose_a=True)
         d_kernel = tf.matmul(x, kept, transpose_a=True)
         d_x = tf.matmul(kept, kernel, transpose_b=True)
-        return [d_states, d_recurrent, d_kernel, d_x]
+        return [d_recurrent, d_kernel, d_x]
 
-    @tf.function(jit_compile=True)
-    def layer_forward():
-        return [tf.reduce_sum(a) for a in forward()]
-
-    @tf.function(jit_compile=True)
-    def layer_forward_backward():
-        h, kept = forward()
-        return [tf.reduce_sum(a) for a in backward(h, kept, h)]
-
-    @tf.function(jit_compile=True)
-    def training_step():
-        h, kept = forward()
+    @large
+    def output_layer(h: tf.Tensor) -> list[tf.Tensor]:
         logits = tf.matmul(h, output)
         d_output = tf.matmul(h, d_logits, transpose_a=True)
         d_h = tf.matmul(d_logits, output, transpose_b=True)
-        return [tf.reduce_sum(a) for a in [logits, d_output, *backward(h, kept, d_h)]]
+        return [logits, d_output, d_h]
 
-    return {
+    def layer_forward() -> list[tf.Tensor]:
+        return list(forward_loop(project()))
+
+    def layer_forward_backward() -> list[tf.Tensor]:
+        h, kept = forward_loop(project())
+        return [backward_loop(kept, h), *weight_gradients(h, kept)]
+
+    def training_step() -> list[tf.Tensor]:
+        h, kept = forward_loop(project())
+        logits, d_output, d_h = output_layer(h)
+        return [logits, d_output, backward_loop(kept, d_h), *weight_gradients(h, kept)]
+
+    parts = {
         "layer forward": layer_forward,
         "layer forward + backward": layer_forward_backward,
         "whole training step": training_step,
     }
+    if tf_kernels:
+        return parts
+
+    def whole(part: Any) -> Any:  # one XLA program, which returns only sums
+        return tf.function(lambda: [tf.reduce_sum(a) for a in part()], jit_compile=True)
+
+    return {name: whole(part) for name, part in parts.items()}
 
 
 def main() -> None:
@@ -163,6 +191,7 @@ def main() -> None:
         "keras (XLA)": profile("keras+xla", args.cell, args.units),
         "keras (plain)": profile("keras", args.cell, args.units),
         "matmuls alone": matmul_floor(args.cell, args.units),
+        "matmuls, TF's": matmul_floor(args.cell, args.units, tf_kernels=True),
     }
     rows = medians_ms(parts, args.repeats)
     base = CONFIGS["base"]
@@ -191,6 +220,11 @@ def main() -> None:
             f" {floor:.1f}; beyond them, {name} spends {step[name] - floor:.1f} ms,"
             f" ours (XLA) {step['ours (XLA)'] - floor:.1f}"
         )
+    fastest = min(floor, step["matmuls, TF's"])
+    print(
+        f"the fastest matmuls here take {fastest:.1f} ms a step; 1.5x keras (plain) leaves"
+        f" {step['keras (plain)'] / 1.5 - fastest:.1f} ms beyond them for everything else"
+    )
 
 
 if __name__ == "__main__":
