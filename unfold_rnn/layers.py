@@ -298,8 +298,6 @@ def _backward_through_time(
     )
     d_recurrent = d_recurrent.stack()
     d_projected = d_recurrent if adds else d_projected.stack()
-    if step.apart:  # the summed blocks' gradient is dr_t's
-        d_projected = tf.concat([d_recurrent[..., : -step.apart], d_projected], axis=-1)
     m = step.recurrent_mask
     if m is not None and step.batch_major:
         m = m[:, None]  # (B, 1, H), for every step
@@ -307,10 +305,21 @@ def _backward_through_time(
     # (T·B, H)ᵀ (T·B, G) as one matmul that reads h_in transposed (a tensordot would first
     # write out a transposed copy).
     d_weights = [tf.matmul(_rows(h_in), _rows(d_recurrent), transpose_a=True)]
+    # db' and db, each summed over an array the loop wrote. With `apart`, dp_t's summed blocks
+    # are dr_t's, and db takes their part from db'. (The sum of the joined dp_t, a concat,
+    # XLA made a strided reduce-window: 3.5 ms a step at batch 64 x 100 and 256 units.)
+    d_recurrent_sum = None
+    if step.projection[1] is not None or step.apart:
+        d_recurrent_sum = tf.reduce_sum(d_recurrent, axis=[0, 1])
     if step.projection[1] is not None:
-        d_weights.append(tf.reduce_sum(d_recurrent, axis=[0, 1]))
+        d_weights.append(d_recurrent_sum)
     if step.input_bias is not None:
-        d_weights.append(tf.reduce_sum(d_projected, axis=[0, 1]))
+        d_input_bias = tf.reduce_sum(d_projected, axis=[0, 1])
+        if step.apart:
+            d_input_bias = tf.concat([d_recurrent_sum[: -step.apart], d_input_bias], axis=0)
+        d_weights.append(d_input_bias)
+    if step.apart:  # the summed blocks' gradient is dr_t's
+        d_projected = tf.concat([d_recurrent[..., : -step.apart], d_projected], axis=-1)
     return d_projected, d_initial, d_weights
 
 
