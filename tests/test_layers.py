@@ -508,25 +508,18 @@ def _check_bptt_against_autodiff(
         return tf.transpose(all_states[0], [1, 0, 2]), [s[-1] for s in all_states]
 
     def handwritten(cell, projected, states, mask, recurrent_mask):
-        bptt = unfold_rnn.layers._scan_with_bptt
-        if in_pieces:
-            x = tf.transpose(projected, [1, 0, 2]) if batch_major else projected
-            return bptt(
-                cell,
-                x,
-                states,
-                mask,
-                recurrent_mask,
-                bias,
-                batch_major=batch_major,
-                input_kernel=cell.kernel,
-            )
         if batch_major:
             projected = tf.transpose(projected, [1, 0, 2])
-            return bptt(cell, projected, states, mask, recurrent_mask, bias, batch_major=True)
-        if input_bias:
-            return bptt(cell, projected, states, mask, recurrent_mask, bias)
-        return bptt(cell, projected + bias, states, mask, recurrent_mask)
+        return unfold_rnn.layers._scan_with_bptt(
+            cell,
+            projected if input_bias else projected + bias,
+            states,
+            mask,
+            recurrent_mask,
+            bias if input_bias else None,
+            batch_major=batch_major,
+            input_kernel=cell.kernel if in_pieces else None,
+        )
 
     def run(loop):
         with tf.GradientTape() as tape:
