@@ -167,9 +167,9 @@ def test_step_with_gates_reports_the_sigmoid_gates(name, gate_blocks, rng):
 
 
 @pytest.mark.parametrize("activation", ["tanh", "sigmoid", "relu"])
-def test_vanilla_slope_from_output_is_the_activations_derivative(activation, rng):
+def test_vanilla_output_slope_is_the_activations_derivative(activation, rng):
     """act'(z) from h = act(z) alone, against TensorFlow's derivative of act at z."""
-    slope = unfold_rnn.VanillaCell(3, activation=activation).slope_from_output()
+    slope = unfold_rnn.VanillaCell(3, activation=activation).output_slope()
     z = tf.constant(rng.normal(scale=2.0, size=(4, 3)).astype("float32"))
     with tf.GradientTape() as tape:
         tape.watch(z)
@@ -187,5 +187,5 @@ def test_vanilla_slope_from_output_is_the_activations_derivative(activation, rng
     ],
     ids=["softsign", "custom", "gru", "lstm"],
 )
-def test_no_slope_from_output_where_the_output_does_not_decide_it(cell):
-    assert cell.slope_from_output() is None
+def test_no_output_slope_where_the_output_does_not_decide_it(cell):
+    assert cell.output_slope() is None

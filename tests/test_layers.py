@@ -1,8 +1,10 @@
-"""The unfolding layer: parity with Keras's built-in layers (the oracle), the scan against a
-plain Python loop over the cell, and everything a Keras user does with a recurrent layer."""
+"""The unfolding layer: parity with Keras's built-in layers (the oracle), the hand-written
+backward pass against autodiff through the reference scan, the scan against a plain Python
+loop over the cell, and everything a Keras user does with a recurrent layer."""
 
 from __future__ import annotations
 
+import itertools
 import os
 from unittest import mock
 
@@ -64,8 +66,10 @@ def _assert_all_close(ours, theirs, atol=1e-5):
         np.testing.assert_allclose(a, b, atol=atol, rtol=1e-5)
 
 
-def _built_pair(kind, rng, **kwargs):
-    ours, theirs = kind.pair(UNITS, **kwargs)
+def _built_pair(kind, rng, backward="handwritten", **kwargs):
+    """Our layer (with `backward`) and Keras's, built, with the same random weights."""
+    ours = kind.ours(UNITS, backward=backward, **kind.kwargs, **kwargs)
+    theirs = kind.theirs(UNITS, **kind.kwargs, **kwargs)
     x = np.zeros((B, T, D), "float32")
     ours(x), theirs(x)
     ours.set_weights(randomize_weights(theirs, rng))
@@ -76,122 +80,95 @@ def _initial_state(kind, rng):
     return [rng.normal(size=(B, UNITS)).astype("float32") for _ in range(kind.num_states)]
 
 
-@pytest.fixture(params=[None, 4], ids=["whole", "in-pieces"])
-def pieces(request, monkeypatch):
-    """Run a test twice: with its sequences unfolded whole, and in pieces of at most 4 steps
-    (T = 6: 4, then 2), each from the states the one before ended with, as sequences longer
-    than `layers._TIME_CHUNK` run; here every cell runs in pieces, inside XLA programs too."""
-    if request.param is not None:
-        monkeypatch.setattr(unfold_rnn.layers, "_TIME_CHUNK", request.param)
-        cells = (unfold_rnn.VanillaCell, unfold_rnn.GRUCell, unfold_rnn.LSTMCell)
-        monkeypatch.setattr(unfold_rnn.layers, "_CELLS_IN_PIECES", cells)
-        monkeypatch.setattr(unfold_rnn.layers, "_CELLS_IN_PIECES_UNDER_XLA", cells)
+def _pairwise(factors: dict[str, list]) -> list[dict]:
+    """Cases that put every value of each factor beside every value of each other factor at
+    least once, in far fewer cases than the full grid. Factor i takes value 1 in the rows
+    where the i-th 3-of-5 subset has its ones (row 0 is all zeros): any two distinct such
+    columns hold 00, 01, 10 and 11 somewhere. Two values a factor, up to ten factors."""
+    columns = [(0, *c) for c in itertools.product([0, 1], repeat=5) if sum(c) == 3]
+    names = list(factors)
+    cases = [
+        {n: factors[n][col[row]] for n, col in zip(names, columns[: len(names)], strict=True)}
+        for row in range(6)
+    ]
+    for a, b in itertools.combinations(names, 2):
+        assert {(c[a], c[b]) for c in cases} == set(itertools.product(factors[a], factors[b]))
+    return cases
+
+
+PARITY_CASES = _pairwise(
+    {
+        "return_sequences": [False, True],
+        "return_state": [False, True],
+        "go_backwards": [False, True],
+        "masked": [False, True],
+        "with_initial_state": [False, True],
+        "backward": ["handwritten", "autodiff"],
+        "traced": [False, True],
+    }
+)
 
 
 # -- parity with Keras's built-in layers ----------------------------------------------------
 
 
-@pytest.mark.usefixtures("pieces")
-@pytest.mark.parametrize("return_sequences", [False, True])
-@pytest.mark.parametrize("return_state", [False, True])
-@pytest.mark.parametrize("go_backwards", [False, True])
-@pytest.mark.parametrize("masked", [False, True])
-@pytest.mark.parametrize("with_initial_state", [False, True])
-def test_matches_keras_outputs_states_and_gradients(
-    kind, rng, return_sequences, return_state, go_backwards, masked, with_initial_state
-):
+@pytest.mark.parametrize(
+    "case",
+    PARITY_CASES,
+    ids=lambda c: "-".join(str(int(v) if isinstance(v, bool) else v[:4]) for v in c.values()),
+)
+def test_matches_keras_outputs_states_and_gradients(kind, rng, case):
+    """Outputs, final states and the gradients of x, the initial states and every weight,
+    against Keras's layer run eagerly, over a pairwise grid of the layer's options, eager and
+    traced (as `model.fit` runs it, the passes compiled)."""
     ours, theirs = _built_pair(
         kind,
         rng,
-        return_sequences=return_sequences,
-        return_state=return_state,
-        go_backwards=go_backwards,
+        return_sequences=case["return_sequences"],
+        return_state=case["return_state"],
+        go_backwards=case["go_backwards"],
+        backward=case["backward"],
     )
     x = rng.normal(size=(B, T, D)).astype("float32")
-    mask = tf.constant(MASK) if masked else None
-    state = _initial_state(kind, rng) if with_initial_state else None
-    out_ours, grads_ours = _outputs_and_gradients(ours, x, mask, state)
+    mask = tf.constant(MASK) if case["masked"] else None
+    state = _initial_state(kind, rng) if case["with_initial_state"] else None
+    run = _traced_outputs_and_gradients if case["traced"] else _outputs_and_gradients
+    out_ours, grads_ours = run(ours, x, mask, state)
     out_theirs, grads_theirs = _outputs_and_gradients(theirs, x, mask, state)
-    assert len(out_ours) == 1 + (kind.num_states if return_state else 0)
+    assert len(out_ours) == 1 + (kind.num_states if case["return_state"] else 0)
     _assert_all_close(out_ours, out_theirs)
     _assert_all_close(grads_ours, grads_theirs)
 
 
-@pytest.mark.parametrize("traced", [False, True], ids=["eager", "traced"])
-def test_long_sequences_run_in_pieces_and_match_keras(kind, rng, traced):
-    """At the default piece length, a GRU and an LSTM run 250 steps as 100 + 100 + 50; the
-    Vanilla RNN runs them whole and goes back through them as 50, then 100 and 100 (given x
-    and W, not x W). Masked, backwards and from given states, the outputs, final states and
-    gradients match Keras's layer, eagerly and traced (the passes compiled)."""
-    chunk = unfold_rnn.layers._TIME_CHUNK
-    steps = 2 * chunk + chunk // 2
+def test_long_sequences_match_keras(kind, rng):
+    """250 steps, masked, backwards and from given states, traced: outputs, final states and
+    gradients match Keras's layer."""
+    steps = 250
     ours, theirs = kind.pair(UNITS, return_sequences=True, return_state=True, go_backwards=True)
     x = rng.normal(size=(2, steps, D)).astype("float32")
     ours(x), theirs(x)
     ours.set_weights(randomize_weights(theirs, rng))
     mask = tf.constant(rng.random((2, steps)) < 0.8)
     state = [rng.normal(size=(2, UNITS)).astype("float32") for _ in range(kind.num_states)]
-    run = _traced_outputs_and_gradients if traced else _outputs_and_gradients
-    scan = unfold_rnn.layers._scan_with_bptt
-    with mock.patch.object(unfold_rnn.layers, "_scan_with_bptt", wraps=scan) as pieces:
-        out_ours, grads_ours = run(ours, x, mask, state)
-    calls = pieces.call_args_list
-    expected = [steps] if kind.name == "vanilla" else [chunk, chunk, chunk // 2]
-    if not ours.cell.one_matmul_per_step:  # GRU(reset_after=False): tf.scan with autodiff
-        expected = []
-    lengths = [call.args[1].shape[1 if call.kwargs["batch_major"] else 0] for call in calls]
-    assert lengths == expected
-    in_pieces = [call.kwargs["input_kernel"] is not None for call in calls]
-    assert in_pieces == [kind.name == "vanilla"] * len(expected)
+    out_ours, grads_ours = _traced_outputs_and_gradients(ours, x, mask, state)
     out_theirs, grads_theirs = _outputs_and_gradients(theirs, x, mask, state)
     _assert_all_close(out_ours, out_theirs)
     _assert_all_close(grads_ours, grads_theirs)
 
 
-def test_vanilla_goes_back_in_pieces_over_steps_unknown_when_traced(rng):
-    """A Vanilla RNN traced for sequences of any length goes back in pieces, and XLA compiles
-    its backward pass for the length it is given: 250 steps and 7 match Keras's layer."""
-    kind = KINDS["vanilla"]
+def test_steps_unknown_when_traced_match_keras(kind, rng):
+    """Traced once for sequences of any length, the layer matches Keras at 250 steps and 7."""
     ours, theirs = kind.pair(UNITS, return_sequences=True)
     ours.build((None, None, D)), theirs.build((None, None, D))
     ours.set_weights(randomize_weights(theirs, rng))
-
     spec = tf.TensorSpec([None, None, D], tf.float32)
     traced = tf.function(lambda x: _outputs_and_gradients(ours, x), input_signature=[spec])
-    scan = unfold_rnn.layers._scan_with_bptt
-    with mock.patch.object(unfold_rnn.layers, "_scan_with_bptt", wraps=scan) as pieces:
-        for steps in (250, 7):
-            x = rng.normal(size=(2, steps, D)).astype("float32")
-            out_ours, grads_ours = traced(x)
-            out_theirs, grads_theirs = _outputs_and_gradients(theirs, x)
-            _assert_all_close(out_ours, out_theirs)
-            _assert_all_close(grads_ours, grads_theirs)
-    # Traced once, with the number of steps unknown, going back in pieces.
-    assert [call.kwargs["input_kernel"] is not None for call in pieces.call_args_list] == [True]
-
-
-@pytest.mark.parametrize("jit_compile", [False, True], ids=["graph", "xla"])
-def test_inside_an_xla_program_only_the_lstm_runs_in_pieces(kind, rng, jit_compile):
-    """In a plain graph the GRU and the LSTM run in pieces; inside XLA, the LSTM only."""
-    chunk = unfold_rnn.layers._TIME_CHUNK
-    steps = chunk + chunk // 2
-    layer = kind.ours(UNITS, return_sequences=True, **kind.kwargs)
-    x = tf.constant(rng.normal(size=(2, steps, D)).astype("float32"))
-    expected = layer(x)
-    scan = unfold_rnn.layers._scan_with_bptt
-    with mock.patch.object(unfold_rnn.layers, "_scan_with_bptt", wraps=scan) as pieces:
-        outputs = tf.function(layer, jit_compile=jit_compile)(x)
-    lengths = [
-        call.args[1].shape[1 if call.kwargs.get("batch_major") else 0]
-        for call in pieces.call_args_list
-    ]
-    if not layer.cell.one_matmul_per_step:
-        assert lengths == []
-    elif kind.name == "vanilla" or (jit_compile and kind.name != "lstm"):
-        assert lengths == [steps]
-    else:
-        assert lengths == [chunk, chunk // 2]
-    np.testing.assert_allclose(outputs, expected, atol=1e-5)
+    for steps in (250, 7):
+        x = rng.normal(size=(2, steps, D)).astype("float32")
+        out_ours, grads_ours = traced(x)
+        out_theirs, grads_theirs = _outputs_and_gradients(theirs, x)
+        _assert_all_close(out_ours, out_theirs)
+        _assert_all_close(grads_ours, grads_theirs)
 
 
 # (activation, recurrent_activation): other than the defaults, and for the LSTM one pair that
@@ -203,19 +180,15 @@ OTHER_ACTIVATIONS = [("softsign", "hard_sigmoid"), ("relu", "sigmoid")]
 @pytest.mark.parametrize("masked", [False, True])
 @pytest.mark.parametrize("with_initial_state", [False, True])
 def test_matches_keras_inside_one_xla_program(kind, rng, go_backwards, masked, with_initial_state):
-    """Traced into one XLA program, as a `fit` with jit_compile=True runs it (the Vanilla
-    RNN then runs batch-major), against Keras's layer run eagerly."""
+    """Traced into one XLA program, as a `fit` with jit_compile=True runs it, against Keras's
+    layer run eagerly."""
     kwargs = {"return_sequences": True, "return_state": True, "go_backwards": go_backwards}
     ours, theirs = _built_pair(kind, rng, **kwargs)
     x = rng.normal(size=(B, T, D)).astype("float32")
     mask = tf.constant(MASK) if masked else None
     state = _initial_state(kind, rng) if with_initial_state else None
-    scan = unfold_rnn.layers._scan_with_bptt
-    with mock.patch.object(unfold_rnn.layers, "_scan_with_bptt", wraps=scan) as calls:
-        run = tf.function(lambda: _outputs_and_gradients(ours, x, mask, state), jit_compile=True)
-        out_ours, grads_ours = run()
-    if ours.cell.one_matmul_per_step:
-        assert [c.kwargs["batch_major"] for c in calls.call_args_list] == [kind.name == "vanilla"]
+    run = tf.function(lambda: _outputs_and_gradients(ours, x, mask, state), jit_compile=True)
+    out_ours, grads_ours = run()
     out_theirs, grads_theirs = _outputs_and_gradients(theirs, x, mask, state)
     _assert_all_close(out_ours, out_theirs)
     _assert_all_close(grads_ours, grads_theirs)
@@ -251,7 +224,6 @@ def test_lstm_gradients_stay_finite_when_an_unkept_activation_overflows():
         assert np.isfinite(g).all()
 
 
-@pytest.mark.usefixtures("pieces")
 @pytest.mark.parametrize("return_sequences", [False, True])
 def test_matches_keras_with_zero_output_for_mask(kind, rng, return_sequences):
     ours, theirs = _built_pair(
@@ -264,7 +236,6 @@ def test_matches_keras_with_zero_output_for_mask(kind, rng, return_sequences):
     _assert_all_close(grads_ours, grads_theirs)
 
 
-@pytest.mark.usefixtures("pieces")
 def test_matches_keras_in_graph_mode(kind, rng):
     """The same comparison traced by tf.function, as model.fit runs it."""
     ours, theirs = _built_pair(
@@ -279,7 +250,6 @@ def test_matches_keras_in_graph_mode(kind, rng):
     _assert_all_close(grads_ours, grads_theirs)
 
 
-@pytest.mark.usefixtures("pieces")
 def test_stateful_matches_keras_and_resets(kind, rng):
     ours, theirs = kind.pair(UNITS, stateful=True, return_sequences=True)
     chunks = rng.normal(size=(3, B, T, D)).astype("float32")
@@ -297,7 +267,6 @@ def test_stateful_matches_keras_and_resets(kind, rng):
     assert len(ours.weights) == len(theirs.weights) == 3
 
 
-@pytest.mark.usefixtures("pieces")
 def test_bidirectional_matches_keras(kind, rng):
     x = rng.normal(size=(B, T, D)).astype("float32")
     for return_sequences in (False, True):
@@ -410,7 +379,6 @@ def test_input_dropout_mask_is_the_same_at_every_step(rng):
     assert not np.allclose(trained, layer(x, training=False))
 
 
-@pytest.mark.usefixtures("pieces")
 def test_dropout_scan_equals_loop_with_the_same_masks(kind, rng):
     """With dropout on, the scan equals the loop over the cell given the masks it drew:
     a twin layer with the same seed draws the same masks in the same order."""
@@ -436,120 +404,108 @@ def test_dropout_scan_equals_loop_with_the_same_masks(kind, rng):
     assert not np.allclose(outputs, layer(x, training=False))
 
 
-@pytest.mark.parametrize("input_bias", [False, True], ids=["xW+b", "xW,b"])
-@pytest.mark.parametrize("compiled", [False, True], ids=["eager", "xla"])
-def test_handwritten_bptt_equals_autodiff_through_the_scan(kind, rng, compiled, input_bias):
-    """The hand-written backward pass against TensorFlow's autodiff through the plain scan,
-    with a mask, initial states and a recurrent dropout mask (which Keras parity cannot
-    cover: Keras draws its masks differently); given x W + b, or x W and b apart (as the
-    layers call it), and then also b's gradient."""
-    layer, _ = _built_pair(kind, rng)
-    if not layer.cell.one_matmul_per_step:
-        pytest.skip("a cell with two matmuls per step uses autodiff through the scan")
-    _check_bptt_against_autodiff(layer.cell, kind, rng, compiled, input_bias)
+# -- the hand-written backward pass against autodiff through the reference scan ---------------
+
+
+def _twins(kind, rng, **kwargs):
+    """The same layer twice, `backward="handwritten"` and `"autodiff"`, with the same weights
+    and the same dropout seed (so that, called alike, they draw the same masks)."""
+    layers = [
+        kind.ours(
+            UNITS, return_sequences=True, return_state=True, backward=b, **kind.kwargs, **kwargs
+        )
+        for b in ("handwritten", "autodiff")
+    ]
+    x = rng.normal(size=(B, T, D)).astype("float32")
+    for layer in layers:
+        layer(x)
+    layers[1].set_weights(randomize_weights(layers[0], rng))
+    return layers
+
+
+def _check_handwritten_equals_autodiff(kind, rng, traced, **kwargs):
+    """With a mask, initial states, and input and recurrent dropout (which Keras parity
+    cannot cover: Keras draws its masks differently), in training."""
+    handwritten, autodiff = _twins(kind, rng, dropout=0.3, recurrent_dropout=0.4, seed=5, **kwargs)
+    x = rng.normal(size=(B, T, D)).astype("float32")
+    state = _initial_state(kind, rng)
+
+    def run(layer):
+        call = lambda: _outputs_and_gradients(layer, x, tf.constant(MASK), state, training=True)  # noqa: E731
+        return tf.function(call)() if traced else call()
+
+    out_hand, grads_hand = run(handwritten)
+    out_auto, grads_auto = run(autodiff)
+    _assert_all_close(out_hand, out_auto)
+    _assert_all_close(grads_hand, grads_auto)
+    assert all(np.abs(g).max() > 0 for g in grads_hand)  # no gradient trivially 0
+
+
+@pytest.mark.parametrize("traced", [False, True], ids=["eager", "xla"])
+def test_handwritten_backward_equals_autodiff_through_the_scan(kind, rng, traced):
+    _check_handwritten_equals_autodiff(kind, rng, traced)
 
 
 @pytest.mark.parametrize("activation", ["sigmoid", "relu", "softsign"])
-@pytest.mark.parametrize("compiled", [False, True], ids=["eager", "xla"])
-def test_vanilla_bptt_with_other_activations_equals_autodiff(rng, compiled, activation):
-    """As above, for a Vanilla RNN's other activations: sigmoid and relu, whose slope the
-    backward pass reads from h_t as it does tanh's, and softsign, whose slope needs z_t."""
+@pytest.mark.parametrize("traced", [False, True], ids=["eager", "xla"])
+def test_vanilla_backward_with_other_activations_equals_autodiff(rng, traced, activation):
+    """sigmoid and relu, whose slope the backward pass reads from h_t as it does tanh's, and
+    softsign, whose slope needs z_t."""
     kind = KINDS["vanilla"]
-    layer, _ = _built_pair(kind, rng, activation=activation)
-    assert (layer.cell.slope_from_output() is None) == (activation == "softsign")
-    _check_bptt_against_autodiff(layer.cell, kind, rng, compiled, input_bias=True)
+    assert (unfold_rnn.VanillaCell(2, activation=activation).output_slope() is None) == (
+        activation == "softsign"
+    )
+    _check_handwritten_equals_autodiff(kind, rng, traced, activation=activation)
 
 
-@pytest.mark.parametrize("activation", ["tanh", "sigmoid", "relu"])
-@pytest.mark.parametrize("compiled", [False, True], ids=["eager", "xla"])
-def test_vanilla_batch_major_bptt_equals_autodiff(rng, compiled, activation):
-    """The batch-major loops (x W and the history (B, T, H), dz_t written over the gradient
-    of h_t) give the time-major scan's numbers, with mask, initial state and dropout."""
-    kind = KINDS["vanilla"]
-    layer, _ = _built_pair(kind, rng, activation=activation)
-    _check_bptt_against_autodiff(layer.cell, kind, rng, compiled, True, batch_major=True)
+def test_plans_follow_what_cells_declare():
+    """The fast path's one decision, from the cells' declarations alone; a cell with two
+    matmuls a step (GRU with reset_after=False) has none and runs the reference scan."""
+    plan = unfold_rnn.bptt.plan
+    assert plan(unfold_rnn.VanillaCell(2)).keeps == "outputs"
+    assert plan(unfold_rnn.VanillaCell(2, activation="softsign")).keeps == "sum"
+    assert plan(unfold_rnn.LSTMCell(2)).keeps == "sum"
+    assert plan(unfold_rnn.GRUCell(2)).keeps == "recurrent"
+    assert plan(unfold_rnn.GRUCell(2, reset_after=False)) is None
 
 
-@pytest.mark.parametrize("chunk", [2, 4, 100], ids=["3-pieces", "2-pieces", "whole"])
-@pytest.mark.parametrize("batch_major", [False, True], ids=["time-major", "batch-major"])
-@pytest.mark.parametrize("activation", ["tanh", "sigmoid", "relu"])
-@pytest.mark.parametrize("compiled", [False, True], ids=["eager", "xla"])
-def test_vanilla_bptt_in_pieces_equals_autodiff(
-    rng, monkeypatch, compiled, activation, batch_major, chunk
-):
-    """The plain `fit`'s loops (the forward keeps only the outputs; going back, h_{t-1} is
-    read from them and dU, dW and dx are taken a piece of `_TIME_CHUNK` steps at a time, the
-    last piece first) give the scan's numbers, including x's and W's gradients: T = 6 steps
-    as 2 + 2 + 2, as 2 + 4 (the last piece holds what is left over), and whole."""
-    monkeypatch.setattr(unfold_rnn.layers, "_TIME_CHUNK", chunk)
-    kind = KINDS["vanilla"]
-    layer, _ = _built_pair(kind, rng, activation=activation)
-    _check_bptt_against_autodiff(layer.cell, kind, rng, compiled, True, batch_major, True)
+# -- tf.scan is the time loop ---------------------------------------------------------------
 
 
-def _check_bptt_against_autodiff(
-    cell, kind, rng, compiled, input_bias, batch_major=False, in_pieces=False
-):
-    """`_scan_with_bptt` against autodiff through `_scan`: outputs, final states and the
-    gradients of a loss of them. Given x W (or x W + b), or with `in_pieces` x itself, (T,
-    B, D), and the cell's W (`input_kernel`), which the loop projects."""
-    shape = (T, B, D) if in_pieces else (T, B, cell.gates * UNITS)
-    projected = tf.constant(rng.normal(size=shape).astype("float32"))  # x W, or x itself
-    bias = tf.constant(rng.normal(size=(cell.gates * UNITS,)).astype("float32"))
-    states = tuple(tf.constant(s) for s in _initial_state(kind, rng))
-    mask = tf.constant(MASK.T)  # (T, B)
-    recurrent_mask = tf.constant(rng.choice([0.0, 2.0], size=(B, UNITS)).astype("float32"))
-
-    def plain(cell, projected, states, mask, recurrent_mask):
-        if in_pieces:
-            projected = tf.tensordot(projected, cell.kernel, axes=1)
-        step = lambda p_t, s: cell.step(p_t, s, recurrent_mask)  # noqa: E731
-        all_states = unfold_rnn.layers._scan(step, projected + bias, states, mask)
-        return tf.transpose(all_states[0], [1, 0, 2]), [s[-1] for s in all_states]
-
-    def handwritten(cell, projected, states, mask, recurrent_mask):
-        if batch_major:
-            projected = tf.transpose(projected, [1, 0, 2])
-        return unfold_rnn.layers._scan_with_bptt(
-            cell,
-            projected if input_bias else projected + bias,
-            states,
-            mask,
-            recurrent_mask,
-            bias if input_bias else None,
-            batch_major=batch_major,
-            input_kernel=cell.kernel if in_pieces else None,
-        )
-
-    def run(loop):
-        with tf.GradientTape() as tape:
-            tape.watch([projected, bias, *states])
-            outputs, final_states = loop(cell, projected, states, mask, recurrent_mask)
-            results = [outputs, *final_states]  # h at every step, then each final state
-            loss = tf.add_n([tf.reduce_sum(s * _probe(s)) for s in results])
-        sources = [projected, bias, *states, *(w.value for w in cell.trainable_weights)]
-        grads = tape.gradient(loss, sources, unconnected_gradients=tf.UnconnectedGradients.ZERO)
-        return results, grads
-
-    if compiled:
-        handwritten = tf.function(handwritten, jit_compile=True)
-        run = tf.function(run)
-    out_hand, grads_hand = run(handwritten)
-    out_auto, grads_auto = run(plain)
-    _assert_all_close(out_hand, out_auto)
-    _assert_all_close(grads_hand, grads_auto)
-    assert np.abs(grads_hand[1]).max() > 0  # b's gradient is not trivially 0
-    assert np.abs(grads_hand[2 + len(states) + 1]).max() > 0  # nor U's
+def _count_loops(run):
+    """Calls of tf.scan forward and reversed, and of tf.while_loop and tf.TensorArray (which
+    tf.scan does not reach through the `tf` namespace), while `run()` traces or runs."""
+    with (
+        mock.patch.object(tf, "scan", wraps=tf.scan) as scan,
+        mock.patch.object(tf, "while_loop", wraps=tf.while_loop) as while_loop,
+        mock.patch.object(tf, "TensorArray", wraps=tf.TensorArray) as tensor_array,
+    ):
+        run()
+    reverse = [bool(c.kwargs.get("reverse")) for c in scan.call_args_list]
+    return (
+        reverse.count(False),
+        reverse.count(True),
+        while_loop.call_count + tensor_array.call_count,
+    )
 
 
-def test_a_two_matmul_step_uses_autodiff(rng):
-    """GRU with reset_after=False has no single h U to hand-differentiate; it runs the plain
-    scan, and still matches Keras (see the parity tests)."""
-    layer = unfold_rnn.GRU(UNITS, reset_after=False)
-    layer(np.zeros((B, T, D), "float32"))
-    assert not layer.cell.one_matmul_per_step
-    with mock.patch.object(unfold_rnn.layers, "_scan_with_bptt", side_effect=AssertionError):
-        layer(rng.normal(size=(B, T, D)).astype("float32"))
+@pytest.mark.parametrize("mode", ["eager", "fit", "fit-xla"])
+def test_tf_scan_is_the_loop_forward_and_backward(kind, rng, mode):
+    """Every layer unfolds with tf.scan, and goes back with tf.scan(reverse=True) (GRU with
+    reset_after=False: autodiff through its forward tf.scan), never with a tf.while_loop of
+    its own: eagerly, in a plain `model.fit` and in a jit_compile=True step."""
+    layer = kind.ours(UNITS, **kind.kwargs)
+    x, y = rng.normal(size=(B, T, D)).astype("float32"), np.zeros((B, 1), "float32")
+    if mode == "eager":
+        run = lambda: _outputs_and_gradients(layer, x)  # noqa: E731
+    else:
+        model = _model(layer, D)
+        model.compile("sgd", "mse", jit_compile=mode == "fit-xla")
+        run = lambda: model.fit(x, y, epochs=1, verbose=0)  # noqa: E731
+    forward, backward, other_loops = _count_loops(run)
+    assert forward >= 1
+    assert backward >= (1 if layer.cell.one_matmul_per_step else 0)
+    assert other_loops == 0
 
 
 # -- in model.fit, under XLA and mixed precision ---------------------------------------------
@@ -561,8 +517,8 @@ def _regression_task(rng):
     return x, y
 
 
-def _model(layer):
-    return keras.Sequential([keras.Input((None, 2)), layer, keras.layers.Dense(1)])
+def _model(layer, features=2):
+    return keras.Sequential([keras.Input((None, features)), layer, keras.layers.Dense(1)])
 
 
 def test_fit_lowers_the_loss(kind, rng):
@@ -575,7 +531,6 @@ def test_fit_lowers_the_loss(kind, rng):
     assert model.evaluate(x, y, verbose=0) < 0.2 * before
 
 
-@pytest.mark.usefixtures("pieces")
 def test_jit_compile_gives_the_same_numbers(kind, rng):
     keras.utils.set_random_seed(0)
     x, y = _regression_task(rng)

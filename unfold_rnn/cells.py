@@ -7,24 +7,20 @@ and Keras's built-in ones:
     recurrent_kernel  (units,     gates * units)   U: state  -> every gate
     bias              (gates * units,)             b   (GRU with reset_after: (2, 3 * units))
 
-and splits one time step in two, so that the unfolding layer can hoist the input half out of
-the time loop:
+A cell offers three things:
 
-    project_inputs(x)      x W + b_input for any number of leading axes (all steps at once)
-    step(x_proj, states)   the recurrent half: states_{t-1} -> states_t
+- the Keras cell contract, `state_size`, `output_size`, `get_initial_state(batch_size)` and
+  `call(inputs, states, training)`, so that it also runs inside `keras.layers.RNN`;
+- one step split in two, so that the unfolding hoists the input half out of the time loop:
+  `project_inputs(x)` (x W + b, for every step at once) and `step(x_t W + b, states)`;
+- what the hand-written backward pass (`unfold_rnn.bptt`) needs, grouped at the end of
+  `_RecurrentCell`: the step's one matmul r_t = h_{t-1} U + b' (`recurrent_weights`), the
+  element-wise rest (`combine`), and two facts about that rest (`sums_projections`,
+  `output_slope`).
 
-and the recurrent half in two again, so that the layer can write backpropagation through
-time by hand (one matmul per backward step, U's gradient as one matmul after the loop):
-
-    project_state(h)                 h_{t-1} U + b_recurrent, the step's one matmul
-    combine(x_proj, h_proj, states)  everything else, element-wise, using no weights
-    combine_sum(z, states)           the same from z = x_proj + h_proj (Vanilla, LSTM)
-    slope_from_output()              act'(z) written with h = act(z) alone, where it can be
-
-`call(inputs, states, training)` is the Keras cell contract built from those two, so every
-cell also runs inside `keras.layers.RNN`. Called that way, step by step, a cell draws a fresh
-dropout mask at every step; `unfold_rnn`'s layers draw one mask per sequence instead
-(variational dropout, Gal & Ghahramani 2016), as Keras's own layers do.
+Called step by step through `call`, a cell draws a fresh dropout mask at every step;
+`unfold_rnn`'s layers draw one mask per sequence instead (variational dropout, Gal &
+Ghahramani 2016), as Keras's own layers do.
 """
 
 from __future__ import annotations
@@ -51,8 +47,8 @@ class _RecurrentCell(keras.layers.Layer):
 
     Subclasses set `gates` (how many blocks of `units` columns the kernels hold), may override
     `_bias_shape` / `_bias_initializer` / `input_bias` / `recurrent_weights`, and write
-    `combine_sum` (or `combine`, setting `columns_apart`; or, for a step with more than one
-    matmul, `step_with_gates`).
+    `combine` (or `_combine_sum`, when it reads x_t W + b and r_t only through their sum; or,
+    for a step with more than one matmul, `step_with_gates`).
     """
 
     gates: int = 1
@@ -142,14 +138,12 @@ class _RecurrentCell(keras.layers.Layer):
         """The part of the bias added to x W (all of it, except for GRU's reset_after)."""
         return self.bias
 
-    # -- maths -----------------------------------------------------------------------------
+    # -- one step ---------------------------------------------------------------------------
 
-    def project_inputs(self, inputs: tf.Tensor, bias: bool = True) -> tf.Tensor:
-        """x W + b_input for inputs of shape (..., input_dim) -> (..., gates * units);
-        x W alone with `bias=False`, for a caller that adds b_input itself."""
+    def project_inputs(self, inputs: tf.Tensor) -> tf.Tensor:
+        """x W + b_input for inputs of shape (..., input_dim) -> (..., gates * units)."""
         projected = tf.tensordot(inputs, self.kernel, axes=1)
-        input_bias = self.input_bias() if self.use_bias and bias else None
-        return projected if input_bias is None else projected + input_bias
+        return projected if not self.use_bias else projected + self.input_bias()
 
     def step(
         self, projected: tf.Tensor, states: State, recurrent_mask: tf.Tensor | None = None
@@ -166,60 +160,36 @@ class _RecurrentCell(keras.layers.Layer):
     ) -> tuple[State, dict[str, tf.Tensor]]:
         """`step`, also returning the sigmoid gates' activations by name, each (B, units),
         for looking inside the network (empty for the gateless Vanilla cell)."""
-        recurrent = self.project_state(states[0], recurrent_mask)
+        kernel, bias = self.recurrent_weights()
+        recurrent = tf.matmul(_masked(states[0], recurrent_mask), kernel)
+        recurrent = recurrent if bias is None else recurrent + bias
         return self.combine(projected, recurrent, states)
 
-    # A step is one matmul, h_{t-1} U, and element-wise work around it (`combine`). The
-    # unfolding layer's hand-written backward pass relies on that split; a cell whose step
-    # has more matmuls (GRU with reset_after=False) sets this False and overrides
-    # `step_with_gates`.
+    # -- what the hand-written backward pass uses (unfold_rnn.bptt) --------------------------
+
+    #: The step is r_t = h_{t-1} U + b' and element-wise work around it (`combine`).
     one_matmul_per_step: bool = True
 
-    @property
-    def columns_apart(self) -> int:
-        """How many of the last columns of x_t W + b and h_{t-1} U + b' `combine` reads
-        apart; it reads the others only through their sum. 0: the sum z_t alone
-        (`combine_sum`)."""
-        return 0
-
-    @property
-    def adds_projections(self) -> bool:
-        """Whether `combine` uses x_t W + b and h_{t-1} U only through their sum (so both
-        have the same gradient, which the backward pass then computes and keeps once)."""
-        return self.columns_apart == 0
-
-    def slope_from_output(self) -> Callable[[tf.Tensor], tf.Tensor] | None:
-        """For a cell whose one state is h_t = act(z_t) (`combine_sum`): act'(z_t) as a
-        function of h_t, if the activation allows it; else None. With it, the unfolding
-        layer's backward pass reads h_t instead of keeping z_t."""
-        return None
+    #: `combine` reads x_t W + b and r_t only through their sum z_t.
+    sums_projections: bool = True
 
     def recurrent_weights(self) -> tuple[tf.Tensor, tf.Tensor | None]:
-        """U, and the bias added to h U (None but for GRU with reset_after)."""
+        """U and b' of the step's one matmul r_t = h_{t-1} U + b' (b' is None but for GRU)."""
         return self.recurrent_kernel, None
-
-    def project_state(
-        self,
-        h: tf.Tensor,
-        recurrent_mask: tf.Tensor | None = None,
-        weights: tuple[tf.Tensor, tf.Tensor | None] | None = None,
-    ) -> tf.Tensor:
-        """h_{t-1} U + b_recurrent, (B, gates * units): the step's one matmul. `weights`
-        replaces `recurrent_weights()` (the unfolding layer passes tensors it differentiates)."""
-        kernel, bias = weights if weights is not None else self.recurrent_weights()
-        recurrent = tf.matmul(_masked(h, recurrent_mask), kernel)
-        return recurrent if bias is None else recurrent + bias
 
     def combine(
         self, projected: tf.Tensor, recurrent: tf.Tensor, states: State
     ) -> tuple[State, dict[str, tf.Tensor]]:
-        """The element-wise rest of a step: from x_t W + b, h_{t-1} U + b_recurrent and the
-        states to the new states and the gates. Uses no weights."""
-        return self.combine_sum(projected + recurrent, states)
+        """The element-wise rest of a step, from x_t W + b, r_t and states_{t-1} to the new
+        states and the gates. Reads no weights."""
+        return self._combine_sum(projected + recurrent, states)
 
-    def combine_sum(self, z: tf.Tensor, states: State) -> tuple[State, dict[str, tf.Tensor]]:
-        """`combine` for cells that use the two projections only through their sum
-        z = x_t W + b + h_{t-1} U (`adds_projections`)."""
+    def output_slope(self) -> Callable[[tf.Tensor], tf.Tensor] | None:
+        """act'(z_t) as a function of h_t, for a cell whose one state is h_t = act(z_t) and
+        whose activation allows it; else None."""
+        return None
+
+    def _combine_sum(self, z: tf.Tensor, states: State) -> tuple[State, dict[str, tf.Tensor]]:
         raise NotImplementedError
 
     # -- the Keras cell contract -----------------------------------------------------------
@@ -319,10 +289,10 @@ class VanillaCell(_RecurrentCell):
         super().__init__(units, activation=activation, **kwargs)
         self.state_size = self.units
 
-    def combine_sum(self, z: tf.Tensor, states: State) -> tuple[State, dict[str, tf.Tensor]]:
+    def _combine_sum(self, z: tf.Tensor, states: State) -> tuple[State, dict[str, tf.Tensor]]:
         return (self.activation(z),), {}
 
-    def slope_from_output(self) -> Callable[[tf.Tensor], tf.Tensor] | None:
+    def output_slope(self) -> Callable[[tf.Tensor], tf.Tensor] | None:
         return _SLOPES_FROM_OUTPUT.get(self.activation)
 
 
@@ -372,10 +342,8 @@ class GRUCell(_RecurrentCell):
     def input_bias(self) -> Any:
         return self.bias[0] if self.reset_after else self.bias
 
-    @property
-    def columns_apart(self) -> int:
-        # The candidate's block: the reset gate multiplies h U's alone. z and r read the sum.
-        return self.units
+    # The reset gate multiplies r_t's candidate block alone.
+    sums_projections = False
 
     @property
     def one_matmul_per_step(self) -> bool:  # type: ignore[override]
@@ -474,7 +442,7 @@ class LSTMCell(_RecurrentCell):
 
         return forget_gate_ones
 
-    def combine_sum(self, z: tf.Tensor, states: State) -> tuple[State, dict[str, tf.Tensor]]:
+    def _combine_sum(self, z: tf.Tensor, states: State) -> tuple[State, dict[str, tf.Tensor]]:
         _, c = states  # (B, H)
         i, f, candidate, o = self._gates(z)
         c = f * c + i * candidate
@@ -485,13 +453,10 @@ class LSTMCell(_RecurrentCell):
         """i, f, c~, o from z (B, 4H): rec_act on the i, f and o blocks, act on c~'s."""
         act, rec_act = self.activation, self.recurrent_activation
         if act in _BOUNDED_SLOPES and rec_act in _BOUNDED_SLOPES:
-            # Both activations over all of z, each kept in its own blocks: twice the
-            # activations, but one vectorised pass over (B, 4H). Written block by block (as
-            # below), XLA's CPU code generator fused the three activations of c_t into one
-            # loop it did not vectorise: ~130 us a step of a 256-unit LSTM, ~10 us this way
-            # (profiled with `--xla_cpu_enable_xprof_traceme`). Only for activations with
-            # bounded slopes: `where` sends a zero gradient to the unkept values, and 0 * inf
-            # would make it NaN.
+            # Both activations over all of z, each kept in its own blocks: one vectorised pass
+            # over (B, 4H), which XLA's CPU backend vectorises where it did not the block-wise
+            # form. Bounded slopes only: `where` sends the unkept values a zero gradient, and
+            # 0 * inf would be NaN.
             block = tf.range(tf.shape(z)[-1]) // self.units
             return tf.split(tf.where(block == 2, act(z), rec_act(z)), 4, axis=-1)
         z_i, z_f, z_c, z_o = tf.split(z, 4, axis=-1)

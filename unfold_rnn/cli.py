@@ -22,9 +22,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
-from unfold_rnn import xla_settings
-from unfold_rnn.evaluation import STREAMS
-
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
@@ -35,6 +32,7 @@ class _Parser(argparse.ArgumentParser):
 def _parser() -> argparse.ArgumentParser:
     from unfold_rnn import __version__
     from unfold_rnn.config import AdditionConfig, LanguageModelConfig
+    from unfold_rnn.evaluation import STREAMS
 
     lm, add = LanguageModelConfig(), AdditionConfig()
     parser = _Parser(
@@ -337,6 +335,13 @@ COMMANDS = {
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of `unfold-rnn` and `python -m unfold_rnn`; returns the exit status."""
+    from unfold_rnn._quiet import import_tensorflow_quietly
+
+    argv = sys.argv[1:] if argv is None else argv
+    # Multi-worker training sets its strategy up before TensorFlow's devices (it quiets them).
+    import_tensorflow_quietly(set_up_devices="multi-worker" not in argv)
+    from unfold_rnn import xla_settings
+
     parser = _parser()
     args = parser.parse_args(argv)
     if args.command is None:

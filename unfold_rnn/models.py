@@ -110,16 +110,13 @@ def build_language_model(
     `dropout`, a Dropout layer follows the embedding and each recurrent layer (the
     non-recurrent connections, as in Zaremba et al. 2014), with one mask per sequence, the
     same at every time step (variational dropout, Gal & Ghahramani 2016, as the layers' own
-    `dropout`). Per-step masks cost XLA on a CPU a random number per activation: measured on
-    2 cores, 2 x 256 LSTM at rate 0.1, ~11.8k tokens/s with them against ~16.4k with one mask
-    per sequence and ~15-19k without dropout.
+    `dropout`): per-step masks would cost a random number per activation (docs/design.md).
 
     Compiled (unless `compile=False`) with Adam at `learning_rate`, gradients clipped to a
     global norm of `clipnorm`, sparse cross-entropy from logits, and the metrics accuracy,
     bits per character and perplexity. Pass `optimizer` to use another; call `compile` again
-    to change anything else. The training step is compiled with XLA (`jit_compile`), which
-    Keras leaves off on CPU-only machines: on a 2-core CPU it makes a 1 x 256 LSTM model
-    ~1.2x faster again than the layers' own XLA loop (`benchmarks/speed.py`).
+    to change anything else. The whole training step is compiled with XLA (`jit_compile`),
+    which Keras leaves off on CPU-only machines (docs/performance.md).
 
     Args:
         vocab_size: number of characters (`len(vocab)`).

@@ -26,9 +26,7 @@ from unfold_rnn.data import CharVocab
 
 # Characters per compiled call. Generation runs as a `tf.while_loop` compiled by XLA, CHUNK
 # steps per call, so Python and TensorFlow's per-call cost are paid once per chunk; a chunk
-# of static size keeps XLA to one compilation. Measured on a 2-core CPU, 2 x 256 LSTM,
-# temperature 1 (benchmarks/generation.py): chunk 64 -> 10.8k chars/s, 256 -> 15.9k,
-# the whole 2,000 characters in one call -> 16.8k; without XLA, 7-8k at any chunk size.
+# of static size keeps XLA to one compilation (chunk sizes compared: docs/performance.md).
 CHUNK = 256
 
 

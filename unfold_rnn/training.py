@@ -2,7 +2,7 @@
 
 Both functions build the model, the data and the callbacks, then call `model.fit`. The
 TensorBoard callback writes the scalars at each epoch's end and weight histograms; the
-callbacks of `unfold_rnn.callbacks` add scalars every `LOG_EVERY` steps with tokens/s and the
+callbacks of `unfold_rnn.callbacks` add scalars every `LOG_EVERY` steps with the speed and the
 gradient norm, text samples, gate statistics and hyperparameters (language models), or the
 accuracy on longer sums (addition).
 """

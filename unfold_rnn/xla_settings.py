@@ -1,27 +1,14 @@
 """The XLA settings the `unfold-rnn` command makes, and how a script makes them too.
 
-Two flags of XLA's CPU compiler (TensorFlow 2.21's defaults in brackets), each measured with
-the language model of `benchmarks/speed.py`, its `ours+xla` system:
+Two flags of XLA's CPU compiler (TensorFlow 2.21's defaults in brackets); docs/design.md gives
+the measurements behind each:
 
-- `--xla_cpu_enable_concurrency_optimized_scheduler=false` (true). That scheduler orders each
-  program's operations, in its own words (`XLA_FLAGS=--help`), "for extracting concurrency
-  from an HLO module by trading off extra memory pressure". A training step through time has
-  little to run side by side (each step waits for the last), and with the scheduler off, XLA
-  packs the step's arrays into less memory at the same speed. Measured on a 2-core AVX-512
-  CPU, peak resident memory of the XLA training step at 1,000 time steps: Vanilla 527-532 ->
-  417-465 MB, GRU 873-889 -> 794-821 MB, LSTM 909-916 -> 894-908 MB; tokens/s at 100 steps
-  unchanged within the noise (8 to 14 interleaved runs a cell).
-- `--xla_cpu_prefer_vector_width=512` (256). XLA asks LLVM for vectors of 256 bits, half what
-  AVX-512 holds; at 512, the element-wise work of each step (the gates' sigmoids and tanh,
-  forward and back) runs on whole AVX-512 registers. Measured on a 2-core Zen 5 CPU, tokens/s
-  of the XLA training step (`speed.py --systems ours+xla --xla-flags
-  xla_cpu_prefer_vector_width=512`, three rounds), 512 against 256: GRU 1.02-1.16 (1.16 on
-  the base configuration, 1.11 at 1,000 steps and with 2 layers), LSTM 1.00-1.06, Vanilla
-  1.01-1.12 (README, "Speed"). The layers' numbers stay the same to within float rounding
-  (tests/test_xla_settings.py). A CPU without AVX-512 has no wider vectors to give: with
-  XLA held to AVX2 on the same CPU (`--xla_cpu_max_isa=AVX2`), 512 against 256 measured
-  0.95-1.04, nothing gained. So the flag is added only where the CPU reports AVX-512 (the
-  `avx512f` flag of Linux's /proc/cpuinfo; elsewhere it is left out).
+- `--xla_cpu_enable_concurrency_optimized_scheduler=false` (true). That scheduler trades
+  memory for operations run side by side; a step through time has little to run side by side
+  (each step waits for the last), and with it off XLA packs the arrays into less memory.
+- `--xla_cpu_prefer_vector_width=512` (256), only where the CPU reports AVX-512 (the `avx512f`
+  flag of Linux's /proc/cpuinfo): the gates' element-wise work then runs on whole AVX-512
+  registers. The layers' numbers stay the same to within float rounding.
 
 The command adds each flag to XLA_FLAGS before anything is compiled, unless XLA_FLAGS already
 names it (a user's choice, either way, is kept). XLA stops the process on a flag it does not
