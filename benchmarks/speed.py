@@ -29,8 +29,13 @@ threads.
     python benchmarks/speed.py --systems ours+xla keras torch   # some systems only
     python benchmarks/speed.py --threads default 1/2 2/1        # TensorFlow's thread pools
     python benchmarks/speed.py --xla-flags xla_cpu_prefer_vector_width=256   # XLA's flags
+    python benchmarks/speed.py --baseline ../old   # ours against another checkout's layers
 
 Printed: tokens/s of each system (median over rounds), and ratios of ours to the others.
+
+`--baseline DIR` adds the systems `base` and `base+xla`: `ours` and `ours+xla` run with the
+package of another checkout at DIR (put first on PYTHONPATH), taking turns with the others,
+so that a change is measured before and after in one run.
 
 `--threads` runs each TensorFlow system once more under each setting of TensorFlow's two
 thread pools given as INTER/INTRA (`tf.config.threading`: inter-op threads, which run
@@ -89,10 +94,12 @@ CONFIGS = {
 CELLS = ("vanilla", "gru", "lstm")
 EMBEDDING, VOCAB = 64, 65
 SYSTEMS = ("ours", "ours+xla", "keras", "keras+xla", "torch")
+BASE_SYSTEMS = ("base", "base+xla")  # ours and ours+xla from the --baseline checkout
 KERAS_NAMES = {"vanilla": "SimpleRNN", "gru": "GRU", "lstm": "LSTM"}
 TORCH_NAMES = {"vanilla": "RNN", "gru": "GRU", "lstm": "LSTM"}
 GENERATED = 2000  # characters per timed sample of single-stream generation
 TABLES = ("speed", "memory", "generation")
+BASELINE: list[str] = []  # --baseline: the other checkout, whose package `base` runs
 
 
 def rss_mb() -> float:
@@ -421,11 +428,16 @@ def run(
     `threads`: TensorFlow's thread pools, as `--threads` takes them; `xla_flags`: XLA_FLAGS,
     as `--xla-flags` takes them; `generate`: time single-stream generation instead of
     training."""
+    env = dict(os.environ)
+    if system.startswith("base"):  # ours, from the baseline checkout
+        system = system.replace("base", "ours")
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [BASELINE[0], env.get("PYTHONPATH")]))
     command = [sys.executable, __file__, "--worker", system, cell, config]
     command += ["--batches", str(batches), "--thread-pools", threads]
     command += ["--generate"] if generate else []
     command += ["--with-xla-flags", xla_flags] if xla_flags else []
-    env = {**os.environ, "TF_CPU_ALLOCATOR_USE_BFC": "true"} if counted else None
+    if counted:
+        env["TF_CPU_ALLOCATOR_USE_BFC"] = "true"
     # A worker that dies (once here, a long run's TensorFlow process ended with no traceback)
     # gets a second try, so that one crash does not lose the measurements of the whole run.
     for attempt in (1, 2):
@@ -449,7 +461,11 @@ def parse_args() -> argparse.Namespace:
         "--batches", type=int, default=24, help="training steps per process (a third at 1,000)"
     )
     parser.add_argument(
-        "--systems", nargs="+", default=list(SYSTEMS), choices=list(SYSTEMS), help="to compare"
+        "--systems",
+        nargs="+",
+        default=list(SYSTEMS),
+        choices=[*SYSTEMS, *BASE_SYSTEMS],
+        help="to compare (with --baseline, base and base+xla are added)",
     )
     parser.add_argument(
         "--tables", nargs="+", default=["speed"], choices=TABLES, help="what to measure"
@@ -474,6 +490,7 @@ def parse_args() -> argparse.Namespace:
         help="XLA_FLAGS to compare, each without leading dashes (e.g. "
         "xla_cpu_prefer_vector_width=256); several in one value: separated by spaces",
     )
+    parser.add_argument("--baseline", help="a checkout whose package the base systems run")
     parser.add_argument("--worker", nargs=3, help=argparse.SUPPRESS)  # system cell config
     parser.add_argument("--thread-pools", default="default", help=argparse.SUPPRESS)
     parser.add_argument("--generate", action="store_true", help=argparse.SUPPRESS)
@@ -490,6 +507,11 @@ def parse_args() -> argparse.Namespace:
                 f"--xla-flags: give each flag without its leading dashes, e.g. "
                 f"xla_cpu_prefer_vector_width=256; got {flags!r}"
             )
+    if args.baseline:
+        BASELINE.append(os.path.abspath(args.baseline))
+        args.systems += [s for s in BASE_SYSTEMS if s not in args.systems]
+    elif any(s in BASE_SYSTEMS for s in args.systems):
+        parser.error("the base systems run another checkout's package: give --baseline DIR")
     if args.memory_only:
         args.tables = ["memory"]
     elif args.memory and "memory" not in args.tables:
@@ -550,6 +572,7 @@ def speed_table(args: argparse.Namespace, systems: list[str]) -> None:
     columns = setting_columns(args, systems)
     names = list(columns)
     pairs = [("ours", "keras"), ("ours+xla", "keras"), ("ours+xla", "keras+xla")]
+    pairs += [("base", "keras"), ("base+xla", "keras"), ("ours", "base"), ("ours+xla", "base+xla")]
     ratios = setting_ratios(columns, [*pairs, ("ours+xla", "torch")])
 
     def tokens_per_s(column: str, cell: str, config: str) -> float:
@@ -575,7 +598,8 @@ def memory_table(args: argparse.Namespace, systems: list[str]) -> None:
         "\nthe same process)"
     )
     columns = setting_columns(args, systems)
-    ratios = setting_ratios(columns, [("ours", "keras"), ("ours+xla", "keras")])
+    pairs = [("ours", "keras"), ("ours+xla", "keras"), ("base", "keras"), ("base+xla", "keras")]
+    ratios = setting_ratios(columns, pairs)
     for cell in args.cells:
         resident, allocated = {}, {}
         for column, (system, threads, flags) in columns.items():

@@ -190,6 +190,7 @@ def test_command_line_bad_input(args, message, files, logdir, tmp_path, capsys, 
     assert not (logdir.parent / "marker").exists()  # the tampered model's code never ran
 
 
+@pytest.mark.slow
 def test_a_real_process_prints_one_line_too(tmp_path):
     """As above, through a real process: TensorFlow's start-up noise stays out of stderr."""
     result = subprocess.run(

@@ -101,6 +101,7 @@ def _get(url: str, body: dict | None = None):
         return json.loads(r.read())
 
 
+@pytest.mark.slow
 def test_tensorboard_serves_the_runs_dashboards(lm_run, free_ports):
     (port,) = free_ports(1)
     server = subprocess.Popen(

@@ -71,6 +71,7 @@ MIRRORED = textwrap.dedent(
 )
 
 
+@pytest.mark.slow
 def test_mirrored_on_two_cpus_matches_one_device(tmp_path, text_file):
     result = subprocess.run(
         [sys.executable, "-c", MIRRORED, str(text_file), str(tmp_path)],
@@ -92,6 +93,7 @@ def test_mirrored_on_two_cpus_matches_one_device(tmp_path, text_file):
     assert report["addition_steps"] == 2  # train-addition runs under the strategy too
 
 
+@pytest.mark.slow
 def test_two_workers_train_one_run_kept_by_the_chief(tmp_path, text_file, free_ports):
     workers = [f"127.0.0.1:{port}" for port in free_ports(2)]
     logdir = tmp_path / "logs"

@@ -20,6 +20,9 @@ from unfold_rnn import runs
 from unfold_rnn.config import AdditionConfig, LanguageModelConfig
 from unfold_rnn.training import train_binary_addition, train_language_model
 
+# Whole training runs, signals, and processes killed and resumed.
+pytestmark = pytest.mark.slow
+
 
 def tiny_lm(text_file: Path, **changes) -> LanguageModelConfig:
     """Small enough to train in seconds; dropout on, so that random masks must resume too."""

@@ -110,6 +110,7 @@ def _compile_with(xla_flags: str) -> subprocess.CompletedProcess:
     return _run_with(xla_flags, code)
 
 
+@pytest.mark.slow
 def test_the_installed_xla_knows_the_flag():
     """XLA stops the process on a flag it does not know: the flag must be known wherever it
     is applied. (An unknown flag, the control, does stop it.)"""
@@ -170,6 +171,7 @@ def _training_step_with(xla_flags: str) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+@pytest.mark.slow
 def test_the_flags_leave_the_numbers_as_they_are():
     """The command's flags change how XLA compiles, not what it computes: every layer's loss
     and gradients match XLA's defaults to within float rounding."""
