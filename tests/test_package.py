@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import ast
+import re
 import subprocess
 import sys
+from pathlib import Path
 
 import unfold_rnn
 
@@ -42,3 +45,61 @@ def test_every_public_name_is_there():
         assert getattr(unfold_rnn, name) is not None
     assert unfold_rnn.runs.__name__ == "unfold_rnn.runs"  # submodules too
     assert "LSTM" in dir(unfold_rnn)
+
+
+# -- the code reads in one sitting ------------------------------------------------------------
+
+PACKAGE = Path(unfold_rnn.__file__).parent
+
+
+def _functions() -> list[tuple[str, ast.FunctionDef, int]]:
+    """Every function under unfold_rnn/, with its lines of code (docstring left out)."""
+    found = []
+    for path in sorted(PACKAGE.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                body = node.body
+                if (
+                    body
+                    and isinstance(body[0], ast.Expr)
+                    and isinstance(body[0].value, ast.Constant)
+                ):
+                    body = body[1:]  # the docstring
+                lines = (body[-1].end_lineno - body[0].lineno + 1) if body else 0
+                found.append((f"{path.name}:{node.name}", node, lines))
+    return found
+
+
+def test_no_function_is_longer_than_a_screen():
+    too_long = [
+        (name, lines)
+        for name, _, lines in _functions()
+        if lines > 60 and name != "cli.py:_parser"  # the argparse table
+    ]
+    assert too_long == []
+    lengths = {name: lines for name, _, lines in _functions()}
+    assert lengths["layers.py:call"] <= 50
+    unfold = next(n for name, n, _ in _functions() if name == "scan.py:unfold")
+    assert unfold.end_lineno - unfold.lineno + 1 <= 60  # the reference, docstring and all
+
+
+def test_private_helpers_have_short_docstrings():
+    long_docs = [
+        name
+        for name, node, _ in _functions()
+        if name.split(":")[1].startswith("_")
+        and len((ast.get_docstring(node) or "").splitlines()) > 25
+    ]
+    assert long_docs == []
+
+
+def test_no_measurement_in_the_code():
+    """Figures belong in docs/performance.md and docs/experiments.md, not in the code."""
+    pattern = re.compile(r" ms\b|MB|MiB|tokens/s|x faster")
+    hits = [
+        f"{path.name}:{i}"
+        for path in sorted(PACKAGE.glob("*.py"))
+        for i, line in enumerate(path.read_text().splitlines(), 1)
+        if pattern.search(line)
+    ]
+    assert hits == []
