@@ -719,3 +719,10 @@ def test_other_keras_backend_is_refused_clearly(make):
         pytest.raises(ValueError, match=r"needs Keras.s TensorFlow backend.*running on .jax."),
     ):
         make()
+
+
+def test_unknown_backward_is_refused_clearly():
+    with pytest.raises(ValueError, match=r"`backward` must be one of 'handwritten', 'autodiff'"):
+        unfold_rnn.LSTM(3, backward="manual")
+    layer = unfold_rnn.GRU(3, backward="autodiff")
+    assert unfold_rnn.GRU.from_config(layer.get_config()).backward == "autodiff"
