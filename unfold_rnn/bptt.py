@@ -55,9 +55,7 @@ def plan(cell: Any) -> Plan | None:
 
 def _matmul(h: tf.Tensor, recurrent_mask: tf.Tensor | None, kernel: tf.Tensor, bias: Any):
     """r_t = (h_{t-1} * m) U + b'."""
-    if recurrent_mask is not None:
-        h = h * recurrent_mask
-    r = tf.matmul(h, kernel)
+    r = tf.matmul(_masked(h, recurrent_mask), kernel)
     return r if bias is None else r + bias
 
 
