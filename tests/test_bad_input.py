@@ -141,13 +141,13 @@ CLI_CASES = [
     (["train-lm", "--logdir", "{logdir}", "--run-name", "lm", "--resume"], "already finished"),
     (["train-lm", "--logdir", "{logdir}", "--run-name", "add", "--resume"], "addition run"),
     (["train-lm", "--logdir", "{logdir}", "--run-name", "none", "--resume"], "no run to resume"),
-    (["train-lm", "--logdir", "{logdir}", "--resume"], "--resume needs the --run-name"),
+    (["train-lm", "--logdir", "{dir}", "--resume"], "holds no unfinished run of this kind"),
     (
         [
             *("train-lm", "--logdir", "{logdir}", "--run-name", "unfinished"),
             *("--resume", "--units", "64"),
         ],
-        "drop --units",
+        "--units (saved 12, given 64)",
     ),
     (
         ["train-lm", "--logdir", "{logdir}", "--run-name", "bad_checkpoint", "--resume"],

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
 import shutil
 import subprocess
@@ -168,13 +169,51 @@ def test_version(capsys):
     assert capsys.readouterr().out.strip() == f"unfold_rnn {unfold_rnn.__version__}"
 
 
-def test_resume_may_change_only_how_often_it_checkpoints(lm_run, tmp_path, capsys):
-    run = shutil.copytree(lm_run, tmp_path / "lm")
+def _unfinished_copy(lm_run: Path, logdir: Path, name: str = "lm") -> Path:
+    """The finished run, as if killed after its last epoch's checkpoint, before the end."""
+    run = shutil.copytree(lm_run, logdir / name)
     state = runs.read_state(run)
-    state.finished = False  # killed after its last epoch's checkpoint, before the end
+    state.finished = False
     runs.write_state(run, state)
-    resume = ["train-lm", "--logdir", str(tmp_path), "--run-name", "lm", "--resume"]
-    assert cli.main([*resume, "--seq-len", "32"]) == 1
-    assert "drop --seq-len" in capsys.readouterr().err
-    assert cli.main([*resume, "--checkpoint-every", "3"]) == 0
+    return run
+
+
+def _command_of(run: Path) -> list[str]:
+    """The train-lm command that started `run`, every option written out."""
+    saved = runs.read_config(run)
+    options = ["train-lm", "--text", saved.text, "--cell", saved.cell]
+    for name in ("units", "layers", "embedding_dim", "seq_len", "batch_size", "epochs"):
+        options += [f"--{name.replace('_', '-')}", str(getattr(saved, name))]
+    return [*options, "--steps-per-epoch", str(saved.steps_per_epoch), "--lr", str(saved.lr)]
+
+
+def test_the_same_command_with_resume_continues_the_run(lm_run, tmp_path):
+    run = _unfinished_copy(lm_run, tmp_path)
+    where = ["--logdir", str(tmp_path), "--run-name", "lm"]
+    assert cli.main([*_command_of(run), *where, "--resume", "--checkpoint-every", "3"]) == 0
     assert runs.read_state(run).finished
+
+
+def test_resume_with_some_options_and_no_run_name_continues_the_latest_run(
+    lm_run, tmp_path, capsys
+):
+    older = _unfinished_copy(lm_run, tmp_path, "older")
+    latest = _unfinished_copy(lm_run, tmp_path, "latest")
+    os.utime(older / runs.STATE, (1, 1))  # checkpointed long ago
+    some = ["train-lm", "--units", str(runs.read_config(latest).units), "--seed", "0"]
+    assert cli.main([*some, "--logdir", str(tmp_path), "--resume"]) == 0
+    assert f"Resuming {latest}" in capsys.readouterr().err
+    assert runs.read_state(latest).finished and not runs.read_state(older).finished
+
+
+def test_resume_refuses_options_that_differ_naming_saved_and_given(lm_run, tmp_path, capsys):
+    run = _unfinished_copy(lm_run, tmp_path)
+    before = sorted((p.name, p.stat().st_mtime_ns) for p in run.rglob("*"))
+    command = [*_command_of(run), "--logdir", str(tmp_path), "--run-name", "lm", "--resume"]
+    saved = runs.read_config(run)
+    assert cli.main([*command, "--seq-len", "32", "--lr", "0.01"]) == 1
+    error = capsys.readouterr().err
+    assert f"--seq-len (saved {saved.seq_len}, given 32)" in error
+    assert f"--lr (saved {saved.lr}, given 0.01)" in error
+    assert "--units" not in error  # given, but equal to the saved value
+    assert sorted((p.name, p.stat().st_mtime_ns) for p in run.rglob("*")) == before

@@ -228,14 +228,12 @@ RUN_STEPS = 20  # 4 epochs of 5 steps
 def _command(logdir: Path, text_file: Path, resume: bool) -> list[str]:
     args = [sys.executable, "-m", "unfold_rnn", "train-lm", "--logdir", str(logdir)]
     args += ["--run-name", "run"]
-    if resume:
-        return [*args, "--resume"]
     config = tiny_lm(text_file, epochs=RUN_STEPS // 5, checkpoint_every=2)
     for name in ("text", "units", "layers", "embedding_dim", "seq_len", "batch_size"):
         args += [f"--{name.replace('_', '-')}", str(getattr(config, name))]
     for name in ("steps_per_epoch", "epochs", "dropout", "checkpoint_every"):
         args += [f"--{name.replace('_', '-')}", str(getattr(config, name))]
-    return args
+    return [*args, "--resume"] if resume else args  # restarted as people do: up-arrow, --resume
 
 
 def _ctrl_c_as_in_a_terminal() -> None:

@@ -46,7 +46,6 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument(
             "--checkpoint-every",
             type=int,
-            default=0,
             help="training steps between checkpoints (default: 0, at each epoch's end only); "
             "Ctrl-C and SIGTERM always save before stopping",
         )
@@ -55,7 +54,8 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument(
             "--resume",
             action="store_true",
-            help="continue the run --run-name from its last checkpoint, as it was configured",
+            help="continue the run --run-name (default: the latest unfinished run in --logdir) "
+            "from its last checkpoint; options given must equal the run's own",
         )
         p.add_argument(
             "--strategy",
@@ -72,7 +72,9 @@ def _parser() -> argparse.ArgumentParser:
         "`tensorboard --logdir logs`, then `unfold-rnn sample RUN_DIR`.",
     )
     train_lm.add_argument("--text", help="a UTF-8 text file (default: the built-in corpus)")
-    train_lm.add_argument("--cell", default=lm.cell, choices=["vanilla", "gru", "lstm"])
+    train_lm.add_argument(
+        "--cell", choices=["vanilla", "gru", "lstm"], help=f"the cell (default: {lm.cell})"
+    )
     for flag, value, kind, text in [
         ("--units", lm.units, int, "state size of each recurrent layer"),
         ("--layers", lm.layers, int, "recurrent layers stacked"),
@@ -87,7 +89,7 @@ def _parser() -> argparse.ArgumentParser:
         ("--val-fraction", lm.val_fraction, float, "the text's end kept for validation"),
         ("--seed", lm.seed, int, "seed for the data order and initial weights"),
     ]:
-        train_lm.add_argument(flag, type=kind, default=value, help=f"{text} (default: {value})")
+        train_lm.add_argument(flag, type=kind, help=f"{text} (default: {value})")
     run_options(train_lm)
 
     train_add = commands.add_parser(
@@ -95,7 +97,9 @@ def _parser() -> argparse.ArgumentParser:
         help="train a network to add binary numbers",
         description="Train on n-bit sums, then test on 8, 16, 32 and 64 bits.",
     )
-    train_add.add_argument("--cell", default=add.cell, choices=["vanilla", "gru", "lstm"])
+    train_add.add_argument(
+        "--cell", choices=["vanilla", "gru", "lstm"], help=f"the cell (default: {add.cell})"
+    )
     for flag, value, kind, text in [
         ("--units", add.units, int, "state size"),
         ("--bits", add.bits, int, "width of the training sums"),
@@ -103,7 +107,7 @@ def _parser() -> argparse.ArgumentParser:
         ("--time-budget", add.time_budget, float, "stop after this many seconds of training"),
         ("--seed", add.seed, int, "seed for the problems and initial weights"),
     ]:
-        train_add.add_argument(flag, type=kind, default=value, help=f"{text} (default: {value})")
+        train_add.add_argument(flag, type=kind, help=f"{text} (default: {value})")
     run_options(train_add)
 
     sample = commands.add_parser(
@@ -161,11 +165,11 @@ def _parser() -> argparse.ArgumentParser:
 SAMPLE_SEPARATOR = "\n---\n"  # between samples: generated text may hold blank lines itself
 
 
-def _config_from(args: argparse.Namespace, config_class: type) -> Any:
-    """The options given on the command line (each --flag-name is field flag_name), and the
-    configuration's defaults for the rest."""
+def _given(args: argparse.Namespace, config_class: type) -> dict[str, Any]:
+    """The configuration's options given on the command line (each --flag-name is field
+    flag_name); the parser leaves the others None."""
     names = {field.name for field in dataclasses.fields(config_class)}
-    return config_class(**{k: v for k, v in vars(args).items() if k in names})
+    return {k: v for k, v in vars(args).items() if k in names and v is not None}
 
 
 def _verbosity() -> int:
@@ -173,31 +177,50 @@ def _verbosity() -> int:
 
 
 def _check_resume_options(args: argparse.Namespace, config_class: type) -> None:
-    """`--resume` continues a run as it was configured: options that would change it are an
-    error, not silently ignored. (--checkpoint-every changes no result: it may be given.)"""
-    if not args.resume:
-        return
-    defaults = config_class()
-    given = [
-        f"--{field.name.replace('_', '-')}"
-        for field in dataclasses.fields(config_class)
-        if field.name in vars(args)
-        and field.name != "checkpoint_every"
-        and getattr(args, field.name) != getattr(defaults, field.name)
+    """With `--resume`, find the run (--run-name, else the latest unfinished one in
+    --logdir) and accept options equal to its saved configuration; any that differ are an
+    error naming both values. (--checkpoint-every changes no result: it may differ.)"""
+    from unfold_rnn import runs
+
+    if args.run_name is None:
+        latest = runs.latest_unfinished(args.logdir, config_class.kind)
+        if latest is None:
+            raise ValueError(
+                f"--resume: {args.logdir} holds no unfinished run of this kind; name one "
+                "with --run-name, or start a new run without --resume."
+            )
+        args.run_name = latest.name
+        print(f"Resuming {latest}.", file=sys.stderr)
+    run_dir = Path(args.logdir) / args.run_name
+    if not (run_dir / runs.CONFIG).is_file():
+        return  # nothing to compare with: training says there is no run to resume
+    saved = runs.read_config(run_dir, config_class.kind)
+    differ = [
+        f"--{name.replace('_', '-')} (saved {getattr(saved, name)}, given {value})"
+        for name, value in _given(args, config_class).items()
+        if name != "checkpoint_every" and not _same_option(name, getattr(saved, name), value)
     ]
-    if given:
+    if differ:
         raise ValueError(
-            f"--resume continues the run with its own configuration; drop {', '.join(given)} "
-            "(or start a new run with them)."
+            f"--resume continues {args.run_name} as it was configured, and these options "
+            f"differ from it: {', '.join(differ)}. Give the saved values or leave them out; "
+            "or start a new run (another --run-name) without --resume."
         )
+
+
+def _same_option(name: str, saved: Any, given: Any) -> bool:
+    if name == "text" and saved is not None:  # one file, however the path is written
+        return Path(saved).resolve() == Path(given).resolve()
+    return saved == given
 
 
 def _train(args: argparse.Namespace, config_class: type, train: Any) -> Any:
     from unfold_rnn._quiet import stderr_to_devnull
     from unfold_rnn.distribute import make_strategy
 
-    _check_resume_options(args, config_class)
-    config = _config_from(args, config_class)
+    if args.resume:
+        _check_resume_options(args, config_class)
+    config = config_class(**_given(args, config_class))
     with stderr_to_devnull():  # TensorFlow's device set-up notes, as at start-up
         strategy = make_strategy(args.strategy)
     return train(config, args.logdir, args.run_name, args.resume, _verbosity(), strategy=strategy)

@@ -188,3 +188,20 @@ def load_checkpoint(run_dir: str | Path, state: State) -> keras.Model:
     for variable, value in zip(generators, state.random_states, strict=True):
         variable.assign(np.array(value, dtype=variable.dtype))
     return model
+
+
+def latest_unfinished(logdir: str | Path, kind: str) -> Path | None:
+    """The run of `kind` in `logdir` that has not finished and was checkpointed (or, before
+    its first checkpoint, configured) last; None if there is none."""
+    candidates = []
+    for config_path in Path(logdir).glob(f"*/{CONFIG}"):
+        run_dir = config_path.parent
+        try:
+            if read_config(run_dir).kind != kind or read_state(run_dir).finished:
+                continue
+        except ValueError:
+            continue  # not a run this command can continue
+        state_path = run_dir / STATE
+        touched = (state_path if state_path.is_file() else config_path).stat().st_mtime
+        candidates.append((touched, run_dir))
+    return max(candidates)[1] if candidates else None
