@@ -110,18 +110,24 @@ def backward(
         back_step = _back_through_slope(cell, every_state[0])
     else:
         back_step = _back_through_combine(cell, how, kept, every_state, initial_states, projected)
+    # Only the states a step reads directly send it a gradient back; tf.scan stacks its whole
+    # carry, so the others stay out of it.
+    carried = _read_by_step(cell, how, kept, d_final_states, mask is not None)
+    last = tf.shape(d_outputs)[0] - 1
 
     def step(carry: tuple, t: tf.Tensor) -> tuple:
-        dr_next, _, d_states = carry
+        dr_next, _, d_sent = carry
+        d_states = _sent_back(d_sent, carried, d_final_states, t == last)
         dh = d_outputs[t] + d_states[0] + _masked(tf.matmul(dr_next, kernel_t), recurrent_mask)
-        return back_step(t, (dh, *d_states[1:]), None if mask is None else mask[t])
+        dr_t, dp_t, d_prev = back_step(t, (dh, *d_states[1:]), None if mask is None else mask[t])
+        return dr_t, dp_t, tuple(d for d, read in zip(d_prev, carried, strict=True) if read)
 
-    steps = tf.range(tf.shape(d_outputs)[0])
     zeros = tf.zeros_like(kept[0] if how.keeps != "outputs" else d_outputs[0])  # (B, G)
-    initial = (zeros, zeros if how.keeps == "recurrent" else (), tuple(d_final_states))
-    dr, dp, d_states = tf.scan(step, steps, initializer=initial, reverse=True)
+    d_sent = tuple(d for d, read in zip(d_final_states, carried, strict=True) if read)
+    initial = (zeros, zeros if how.keeps == "recurrent" else (), d_sent)
+    dr, dp, d_sent = tf.scan(step, tf.range(last + 1), initializer=initial, reverse=True)
 
-    d_initial = [d[0] for d in d_states]
+    d_initial = list(_sent_back(tuple(d[0] for d in d_sent), carried, d_final_states, False))
     d_initial[0] += _masked(tf.matmul(dr[0], kernel_t), recurrent_mask)
     # dU = sum_t (h_{t-1} * m)^T dr_t, with h_{t-1} = h_0 at t = 0.
     h_in = _masked(tf.concat([initial_states[0][None], every_state[0][:-1]], 0), recurrent_mask)
@@ -129,6 +135,35 @@ def backward(
     if bias is not None:
         d_weights.append(tf.reduce_sum(dr, axis=[0, 1]))
     return (dr if how.keeps != "recurrent" else dp), tuple(d_initial), d_weights
+
+
+def _read_by_step(
+    cell: Any, how: Plan, kept: Any, d_final_states: State, masked: bool
+) -> tuple[bool, ...]:
+    """Which of states_{t-1} a step reads other than through h_{t-1} U, found by tracing
+    `combine`'s gradient once in a scratch graph. A masked step reads them all (it may pass
+    them on)."""
+    if masked:
+        return (True,) * len(d_final_states)
+    if how.keeps == "outputs":
+        return (False,)  # h_t = act(z_t) reads h_{t-1} only through z_t
+    with tf.Graph().as_default():
+        z = tf.zeros([1, kept.shape[-1]], kept.dtype)
+        previous = [tf.zeros([1, d.shape[-1]], d.dtype) for d in d_final_states]
+        with tf.GradientTape() as tape:
+            tape.watch(previous)
+            new_states = cell.combine(z, tf.zeros_like(z), tuple(previous))[0]
+        return tuple(g is not None for g in tape.gradient(new_states, previous))
+
+
+def _sent_back(d_sent: State, carried: tuple, d_final_states: State, at_last: Any) -> list:
+    """The gradients of states_t that step t+1 sent back, one per state: carried, or, for a
+    state no step reads, the final state's gradient at t = T-1 and zero before."""
+    sent = iter(d_sent)
+    return [
+        next(sent) if read else tf.where(at_last, d, tf.zeros_like(d))
+        for read, d in zip(carried, d_final_states, strict=True)
+    ]
 
 
 def _previous(every_state: State, initial_states: State, t: tf.Tensor) -> list[tf.Tensor]:
