@@ -173,6 +173,7 @@ def _fill(args: list[str], files: dict[str, Path], logdir: Path) -> list[str]:
     return [one(arg) for arg in args]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("args", "message"), CLI_CASES, ids=_case_id)
 def test_command_line_bad_input(args, message, files, logdir, tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)  # where a run without --logdir would go: logs/
@@ -255,9 +256,12 @@ API_CASES = [
         lambda c: train_language_model(LanguageModelConfig(), c.tmp, "nope", resume=True),
         "no run to resume",
     ),
+    ("model missing", lambda c: runs.load_model(c.files["missing"]), "No model at"),
+]
+# These read the damaged runs of `logdir`, which trains an addition run first.
+RUN_CASES = [
     ("model truncated", lambda c: runs.load_model(c.runs / "truncated" / "model.keras"), "usable"),
     ("model tampered", lambda c: runs.load_model(c.runs / "tampered" / "model.keras"), "usable"),
-    ("model missing", lambda c: runs.load_model(c.files["missing"]), "No model at"),
     ("config other kind", lambda c: runs.read_config(c.runs / "add", "language_model"), "addition"),
 ]
 
@@ -268,12 +272,20 @@ class _Context:
 
 
 @pytest.mark.parametrize(("name", "call", "message"), API_CASES, ids=[c[0] for c in API_CASES])
-def test_api_bad_input(name, call, message, files, logdir, sampler, tmp_path):
+def test_api_bad_input(name, call, message, files, sampler, tmp_path):
     with pytest.raises((ValueError, TypeError)) as error:
-        call(_Context(files, logdir, sampler, tmp_path))
+        call(_Context(files, None, sampler, tmp_path))
     assert message in str(error.value)
     assert not any(tmp_path.iterdir())
-    assert not (logdir.parent / "marker").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("name", "call", "message"), RUN_CASES, ids=[c[0] for c in RUN_CASES])
+def test_api_bad_input_on_damaged_runs(name, call, message, logdir, tmp_path):
+    with pytest.raises((ValueError, TypeError)) as error:
+        call(_Context({}, logdir, None, tmp_path))
+    assert message in str(error.value)
+    assert not (logdir.parent / "marker").exists()  # the tampered model's code never ran
 
 
 def test_a_damaged_model_file_never_replaces_a_good_one(tmp_path, lm_run):

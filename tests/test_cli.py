@@ -43,6 +43,7 @@ def test_sample_is_reproducible_and_has_the_requested_length(lm_run, capsys):
     assert capsys.readouterr().out != first
 
 
+@pytest.mark.slow
 def test_sample_several_and_greedy(lm_run, capsys):
     assert cli.main(["sample", str(lm_run), "--length", "20", "--num-samples", "3"]) == 0
     samples = capsys.readouterr().out.split(cli.SAMPLE_SEPARATOR)
@@ -54,6 +55,7 @@ def test_sample_several_and_greedy(lm_run, capsys):
     assert capsys.readouterr().out == out
 
 
+@pytest.mark.slow
 def test_evaluate_prints_the_models_loss(lm_run, text_file, capsys):
     assert cli.main(["evaluate", str(lm_run), "--text", str(text_file), "--streams", "3"]) == 0
     windows, stream = capsys.readouterr().out.strip().splitlines()
@@ -67,6 +69,7 @@ def test_evaluate_prints_the_models_loss(lm_run, text_file, capsys):
         assert perplexity == pytest.approx(math.exp(nats), rel=1e-3)
 
 
+@pytest.mark.slow
 def test_train_addition(tmp_path, capsys):
     args = ["train-addition", "--cell", "vanilla", "--units", "8", "--bits", "4", "--epochs", "2"]
     assert cli.main([*args, "--logdir", str(tmp_path), "--run-name", "add"]) == 0
@@ -187,6 +190,7 @@ def _command_of(run: Path) -> list[str]:
     return [*options, "--steps-per-epoch", str(saved.steps_per_epoch), "--lr", str(saved.lr)]
 
 
+@pytest.mark.slow
 def test_the_same_command_with_resume_continues_the_run(lm_run, tmp_path):
     run = _unfinished_copy(lm_run, tmp_path)
     where = ["--logdir", str(tmp_path), "--run-name", "lm"]
@@ -194,6 +198,7 @@ def test_the_same_command_with_resume_continues_the_run(lm_run, tmp_path):
     assert runs.read_state(run).finished
 
 
+@pytest.mark.slow
 def test_resume_with_some_options_and_no_run_name_continues_the_latest_run(
     lm_run, tmp_path, capsys
 ):

@@ -123,6 +123,7 @@ def test_two_workers_train_one_run_kept_by_the_chief(tmp_path, text_file, free_p
     assert cli.main(["sample", str(run), "--length", "40", "--seed", "1"]) == 0
 
 
+@pytest.mark.slow
 def test_the_builders_work_in_a_strategys_scope():
     strategy = tf.distribute.MirroredStrategy(["/cpu:0"])
     with strategy.scope():

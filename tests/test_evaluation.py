@@ -43,12 +43,14 @@ def ids():
     return np.random.default_rng(0).integers(0, VOCAB_SIZE, 403).astype(np.int32)
 
 
+@pytest.mark.slow
 def test_one_stream_is_the_whole_text_read_as_one_sequence(model, ids):
     # 402 characters to predict: windows of 100, 100, 100, 100 and a last one of 2.
     expected = _cross_entropy(model, ids[None, :-1], ids[None, 1:])
     assert stream_loss(model, ids, streams=1, window=100) == pytest.approx(expected, rel=1e-5)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("window", [1, 7, 1000])
 def test_streams_are_the_parts_each_read_whole(model, ids, window):
     """4 parts of 100 characters (the last 2 left out to make them equal); each part's
@@ -59,6 +61,7 @@ def test_streams_are_the_parts_each_read_whole(model, ids, window):
     assert stream_loss(model, ids, streams=4, window=window) == pytest.approx(expected, rel=1e-5)
 
 
+@pytest.mark.slow
 def test_streams_differ_from_windows_read_from_zero_states(model, ids):
     """The oracle for windows: 4 windows of 100, each its own row from zero states."""
     inputs, targets = ids[:400].reshape(4, 100), ids[1:401].reshape(4, 100)
@@ -69,6 +72,7 @@ def test_streams_differ_from_windows_read_from_zero_states(model, ids):
     assert abs(streamed - windows) > 1e-3  # float error here: ~1e-6
 
 
+@pytest.mark.slow
 def test_a_reader_follows_the_models_weights(ids):
     keras.utils.set_random_seed(2)
     model = build_language_model(VOCAB_SIZE, "gru", units=8, num_layers=1, embedding_dim=4)

@@ -152,6 +152,7 @@ class _Spans(html.parser.HTMLParser):
             self.headings.append(data)
 
 
+@pytest.mark.slow
 def test_inspect_a_language_model_run(tmp_path, lm_run, capsys):
     run = shutil.copytree(lm_run, tmp_path / "lm")
     text = (Path(runs.read_config(run).text)).read_text()[:300]
@@ -177,6 +178,7 @@ def test_inspect_a_language_model_run(tmp_path, lm_run, capsys):
     assert any((run / "inspect").glob("events.out.tfevents.*"))  # the run's TensorBoard
 
 
+@pytest.mark.slow
 def test_inspect_finds_the_planted_units_end_to_end(tmp_path, capsys):
     (tmp_path / "quotes.txt").write_text(QUOTES)
     vocab = CharVocab.from_text(QUOTES)

@@ -140,6 +140,7 @@ def test_matches_keras_outputs_states_and_gradients(kind, rng, case):
     _assert_all_close(grads_ours, grads_theirs)
 
 
+@pytest.mark.slow
 def test_long_sequences_match_keras(kind, rng):
     """250 steps, masked, backwards and from given states, traced: outputs, final states and
     gradients match Keras's layer."""
@@ -156,6 +157,7 @@ def test_long_sequences_match_keras(kind, rng):
     _assert_all_close(grads_ours, grads_theirs)
 
 
+@pytest.mark.slow
 def test_steps_unknown_when_traced_match_keras(kind, rng):
     """Traced once for sequences of any length, the layer matches Keras at 250 steps and 7."""
     ours, theirs = kind.pair(UNITS, return_sequences=True)
@@ -176,6 +178,7 @@ def test_steps_unknown_when_traced_match_keras(kind, rng):
 OTHER_ACTIVATIONS = [("softsign", "hard_sigmoid"), ("relu", "sigmoid")]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("go_backwards", [False, True])
 @pytest.mark.parametrize("masked", [False, True])
 @pytest.mark.parametrize("with_initial_state", [False, True])
@@ -194,6 +197,7 @@ def test_matches_keras_inside_one_xla_program(kind, rng, go_backwards, masked, w
     _assert_all_close(grads_ours, grads_theirs)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("activations", OTHER_ACTIVATIONS, ids="-".join)
 def test_matches_keras_with_other_activations(kind, rng, activations):
     activation, recurrent_activation = activations
@@ -236,6 +240,7 @@ def test_matches_keras_with_zero_output_for_mask(kind, rng, return_sequences):
     _assert_all_close(grads_ours, grads_theirs)
 
 
+@pytest.mark.slow
 def test_matches_keras_in_graph_mode(kind, rng):
     """The same comparison traced by tf.function, as model.fit runs it."""
     ours, theirs = _built_pair(
@@ -489,7 +494,9 @@ def _count_loops(run):
     )
 
 
-@pytest.mark.parametrize("mode", ["eager", "fit", "fit-xla"])
+@pytest.mark.parametrize(
+    "mode", ["eager", *(pytest.param(m, marks=pytest.mark.slow) for m in ("fit", "fit-xla"))]
+)
 def test_tf_scan_is_the_loop_forward_and_backward(kind, rng, mode):
     """Every layer unfolds with tf.scan, and goes back with tf.scan(reverse=True) (GRU with
     reset_after=False: autodiff through its forward tf.scan), never with a tf.while_loop of
@@ -521,6 +528,7 @@ def _model(layer, features=2):
     return keras.Sequential([keras.Input((None, features)), layer, keras.layers.Dense(1)])
 
 
+@pytest.mark.slow
 def test_fit_lowers_the_loss(kind, rng):
     keras.utils.set_random_seed(0)
     x, y = _regression_task(rng)
@@ -531,6 +539,7 @@ def test_fit_lowers_the_loss(kind, rng):
     assert model.evaluate(x, y, verbose=0) < 0.2 * before
 
 
+@pytest.mark.slow
 def test_jit_compile_gives_the_same_numbers(kind, rng):
     keras.utils.set_random_seed(0)
     x, y = _regression_task(rng)
@@ -547,14 +556,12 @@ def _memory_mappings() -> int:
         return sum(1 for _ in maps)
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not os.path.exists("/proc/self/maps"), reason="reads Linux's /proc")
 def test_xla_step_is_not_recompiled_for_batches_of_unknown_size(kind, rng):
-    # Every XLA compilation maps new machine code into the process. A version of the layer
-    # that reshaped by a dynamic shape inside its compiled loop made Keras's XLA step miss
-    # its compilation cache at every call, with the batch size unknown to the trace (~90
-    # new mappings a step here, ~250 and 1.6 s a step for a 2 x 64 language model, until
-    # LLVM ran out of mappings). The cause was x W's tensordot, which reshapes by the
-    # dynamic batch size, moved inside the compiled function.
+    # Every XLA compilation maps new machine code into the process, so a step recompiled at
+    # every call (a reshape by the dynamic batch size inside the compiled loop once did it)
+    # shows as mappings that keep growing.
     model = keras.Sequential(
         [
             keras.Input((10, 3)),
@@ -575,6 +582,7 @@ def test_xla_step_is_not_recompiled_for_batches_of_unknown_size(kind, rng):
     assert counts[-1] - counts[1] < 100, counts  # compiled at step 0, and not since
 
 
+@pytest.mark.slow
 @pytest.mark.usefixtures("bfloat16_policy")
 def test_mixed_bfloat16(kind, rng):
     keras.utils.set_random_seed(0)

@@ -59,6 +59,7 @@ def test_whole_sequence_accuracy():
 # -- the language model ------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("cell", CELLS)
 def test_language_model_builds_and_fits(cell):
     keras.utils.set_random_seed(0)
@@ -113,6 +114,7 @@ def test_language_model_dropout_keeps_one_mask_per_sequence(tmp_path):
             assert set(np.unique(dropped)) == {0.0, 2.0}
 
 
+@pytest.mark.slow
 def test_language_model_saves_and_loads_with_its_metrics(tmp_path):
     model = build_language_model(12, units=8, embedding_dim=4)
     model.fit(np.ones((4, 5), "int32"), np.ones((4, 5), "int32"), verbose=0)
@@ -141,6 +143,7 @@ def test_language_model_bad_arguments(kwargs, message):
 # -- binary addition ---------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("cell", CELLS)
 def test_addition_model_builds_fits_and_takes_any_length(cell):
     keras.utils.set_random_seed(0)
@@ -152,6 +155,7 @@ def test_addition_model_builds_fits_and_takes_any_length(cell):
         assert model.predict(np.zeros((3, bits, 2), "float32"), verbose=0).shape == (3, bits, 1)
 
 
+@pytest.mark.slow
 def test_vanilla_adder_learns_to_carry_and_generalizes_to_longer_sums():
     """The tutorials' classic: trained on 8-bit sums only, right on 32-bit sums too."""
     keras.utils.set_random_seed(0)
@@ -181,6 +185,7 @@ def test_initial_state_noise_only_in_training():
         InitialStateNoise([7], stddevs=[0.5, 2.0])
 
 
+@pytest.mark.slow
 def test_addition_model_saves_and_loads(tmp_path):
     model = build_binary_addition_model("lstm", units=4)
     model.fit(*addition_problems(8, 8, seed=1), verbose=0)

@@ -70,6 +70,7 @@ def test_equal_options_compile_once(sampler):
     assert compiled.experimental_get_tracing_count() == 1
 
 
+@pytest.mark.slow
 def test_top_k_of_one_and_tiny_top_p_are_greedy(sampler):
     stepper, _ = sampler
     greedy = stepper.generate("hea", length=12, greedy=True)
@@ -91,6 +92,7 @@ def test_filter_logits_by_hand():
     np.testing.assert_allclose(hot, np.log(probs) / 2, rtol=1e-6)
 
 
+@pytest.mark.slow
 def test_temperature_shapes_the_distribution():
     """Draws follow softmax(logits / T): checked by counting many draws of one step."""
     keras.utils.set_random_seed(0)
