@@ -8,9 +8,9 @@ one after another, on the first 90% of the text and evaluated on the last 10% ev
 `--eval-steps` training steps (evaluation time not counted).
 
 Dropout defaults to 0.2, the rate nanoGPT uses for its character-level Shakespeare model
-(`config/train_shakespeare_char.py`). At 30-50k tokens/s, 20 minutes are 35 to 60 passes
-over the training text, and without dropout both systems over-fit: the faster one first,
-so the race measured over-fitting more than learning (README, "The two classic models").
+(`config/train_shakespeare_char.py`): without it, a fast CPU makes many passes over the
+training text in 20 minutes and both systems over-fit, the faster one first, so the race
+would measure over-fitting more than learning (docs/models.md).
 `--dropout 0` gives the earlier protocol.
 
 The learning rate follows a cosine from 2e-3 down to `--final-lr` over the time budget, by

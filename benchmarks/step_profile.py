@@ -17,14 +17,10 @@ at each step of a reverse loop, then dU, dW and dx, then the output layer's thre
 loop step keeps one add of (B, H) to carry its result; there is no other element-wise work.
 A second yardstick, "matmuls, TF's", runs the two loops as XLA programs of their own and
 the large matmuls with TensorFlow's own kernels (oneDNN, which Keras's layers use without
-XLA). Alone, those ran dU's (T·B, H)ᵀ (T·B, G) matmul in 5.4-6.0 ms on Zen 5, XLA's in
-7.6-9.0, while XLA's small matmuls of the loops were the fastest there; yet over a whole
-step the second yardstick took 1.02-1.09 times the first's time (three passes;
-benchmarks/results/gru_matmul_backends_zen5.txt). Neither is a proof of the least a step of
-these shapes can take (neither program is tuned), but the faster of the two is the least we
-know of. The last lines set them against a training step 1.5 times as fast as Keras's; what
-a step spends beyond the matmuls includes the rest of the step (embedding, softmax and
-loss, Adam), which every system has.
+XLA). Neither is a proof of the least a step of these shapes can take (neither program is
+tuned), but the faster of the two is the least we know of; what a step spends beyond the
+matmuls includes the rest of the step (embedding, softmax and loss, Adam), which every
+system has.
 
     python benchmarks/step_profile.py [--cell lstm] [--units 256] [--repeats 30]
 """

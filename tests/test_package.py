@@ -74,7 +74,7 @@ def test_no_function_is_longer_than_a_screen():
     too_long = [
         (name, lines)
         for name, _, lines in _functions()
-        if lines > 60 and name != "cli.py:_parser"  # the argparse table
+        if lines > 60 and name != "cli.py:build_parser"  # the argparse table
     ]
     assert too_long == []
     lengths = {name: lines for name, _, lines in _functions()}

@@ -29,7 +29,8 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
-def _parser() -> argparse.ArgumentParser:
+def build_parser() -> argparse.ArgumentParser:
+    """The command line: every command and option, as `--help` shows them."""
     from unfold_rnn import __version__
     from unfold_rnn.config import AdditionConfig, LanguageModelConfig
     from unfold_rnn.evaluation import STREAMS
@@ -365,7 +366,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     import_tensorflow_quietly(set_up_devices="multi-worker" not in argv)
     from unfold_rnn import xla_settings
 
-    parser = _parser()
+    parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()

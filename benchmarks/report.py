@@ -1,0 +1,156 @@
+"""Measure, then rewrite the tables of docs/performance.md and README.md from the results.
+
+    python benchmarks/report.py                     # every table (the quality race: an hour)
+    python benchmarks/report.py --only speed memory # some of them
+    python benchmarks/report.py --render            # rewrite the tables, measuring nothing
+
+Each measurement runs one benchmark command and saves its output, headed by the command,
+the commit, the CPU, the versions and the date, as benchmarks/results/<table>.txt. The
+tables in the Markdown pages sit between `<!-- table:NAME -->` and `<!-- end -->` and are
+made from those files only, so a page never shows a figure its file does not hold.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import platform
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+PAGES = [ROOT / "docs" / "performance.md", ROOT / "README.md"]
+
+SPEED = "speed.py --systems ours ours+xla keras torch --configs base --rounds 3 --batches 12"
+COMMANDS = {
+    "speed": SPEED,
+    "memory": "speed.py --memory-only --systems ours ours+xla keras",
+    "generation": "speed.py --tables generation --systems ours keras torch --configs base",
+}
+
+
+def cpu_name() -> str:
+    """The CPU's model name and family, from /proc/cpuinfo where there is one."""
+    try:
+        info = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return platform.processor() or "unknown CPU"
+    model = re.search(r"model name\s*:\s*(.*)", info)
+    family = re.search(r"cpu family\s*:\s*(\d+)", info)
+    flags = re.search(r"flags\s*:\s*(.*)", info)
+    vector = "AVX-512" if flags and "avx512f" in flags.group(1).split() else "AVX2"
+    name = model.group(1).strip() if model else "unknown CPU"
+    return f"{name}, family {family.group(1) if family else '?'}, {vector}"
+
+
+def header(command: str) -> str:
+    import keras
+    import tensorflow as tf
+
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
+    ).stdout.strip()
+    today = datetime.date.today().isoformat()
+    return (
+        f"# python benchmarks/{command}\n"
+        f"# commit {commit}; {cpu_name()}; TF {tf.__version__}, Keras {keras.__version__}; "
+        f"{today}\n"
+    )
+
+
+def measure(table: str) -> None:
+    command = COMMANDS[table]
+    print(f"measuring {table}: python benchmarks/{command}", flush=True)
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / command.split()[0]), *command.split()[1:]],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    (RESULTS / f"{table}.txt").write_text(header(command) + done.stdout)
+
+
+def read_rows(table: str) -> tuple[list[str], list[str], list[list[str]]]:
+    """A results file's header lines, and its table: column names and rows of cells."""
+    lines = (RESULTS / f"{table}.txt").read_text().splitlines()
+    head = [line[2:] for line in lines if line.startswith("# ")]
+    start = next(i for i, line in enumerate(lines) if line.startswith("config "))
+    columns = lines[start].split()
+    rows = [line.split() for line in lines[start + 1 :] if line.split()[:1] == ["base"]]
+    return head, columns, rows
+
+
+def ratio_table(table: str, pairs: list[tuple[str, str]], unit: str) -> str:
+    """One row a cell: each pair's ratio, then the first column's absolute figure."""
+    head, columns, rows = read_rows(table)
+    names = {"ours": "ours", "ours+xla": "ours+xla", "keras": "Keras", "torch": "PyTorch"}
+    titles = [f"{names[a]} : {names[b]}" for a, b in pairs]
+    lines = ["| cell | " + " | ".join(titles) + f" | ours, {unit} |"]
+    lines.append("|---" * (len(pairs) + 2) + "|")
+    for row in rows:
+        value = dict(zip(columns, row, strict=False))
+        ratios = [value.get(f"{a}/{b}", "n/a") for a, b in pairs]
+        lines.append(f"| {row[1]} | " + " | ".join(ratios) + f" | {value['ours']} |")
+    made = f"`python benchmarks/report.py --only {table}`, which runs `python {head[0]}`"
+    return "\n".join([*lines, "", f"{head[1]}. Made by {made}."])
+
+
+def memory_table() -> str:
+    """Ours against Keras at 1,000 steps: the step's tensors, and resident memory."""
+    lines = (RESULTS / "memory.txt").read_text().splitlines()
+    head = [line[2:] for line in lines if line.startswith("# ")]
+    out = [
+        "| cell | plain `fit` : Keras, tensors | XLA step : Keras, tensors "
+        "| plain `fit` : Keras, resident | XLA step : Keras, resident |",
+        "|---|---|---|---|---|",
+    ]
+    found: dict[str, dict[str, list[str]]] = {}
+    for line in lines:
+        words = line.split()
+        if len(words) > 2 and words[1] in ("tensors", "resident"):
+            found.setdefault(words[0], {})[words[1]] = [w for w in words if w.endswith("x")][-2:]
+    for cell, kinds in found.items():
+        out.append(f"| {cell} | " + " | ".join([*kinds["tensors"], *kinds["resident"]]) + " |")
+    made = "`python benchmarks/report.py --only memory`, which runs `python " + head[0] + "`"
+    return "\n".join([*out, "", f"{head[1]}. Made by {made}."])
+
+
+def render() -> None:
+    tables = {
+        "speed": lambda: ratio_table(
+            "speed",
+            [("ours", "keras"), ("ours+xla", "keras"), ("ours+xla", "torch")],
+            "tokens/s",
+        ),
+        "generation": lambda: ratio_table(
+            "generation", [("ours", "keras"), ("ours", "torch")], "chars/s"
+        ),
+        "memory": memory_table,
+    }
+    for page in PAGES:
+        text = page.read_text()
+        for name, make in tables.items():
+            pattern = re.compile(rf"(<!-- table:{name} -->\n).*?(<!-- end -->)", re.S)
+            if pattern.search(text) and (RESULTS / f"{name}.txt").is_file():
+                table = make()
+                text = pattern.sub(lambda m, t=table: m.group(1) + t + "\n" + m.group(2), text)
+        page.write_text(text)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", nargs="+", choices=list(COMMANDS), default=list(COMMANDS))
+    parser.add_argument("--render", action="store_true", help="measure nothing")
+    args = parser.parse_args()
+    if not args.render:
+        for table in args.only:
+            measure(table)
+    render()
+
+
+if __name__ == "__main__":
+    main()
