@@ -61,9 +61,19 @@ def test_every_command_in_the_readme_parses(capsys):
         if not words or words[0].startswith("--"):
             continue  # `unfold-rnn`, `unfold-rnn --help`
         assert words[0] in subcommands, command
-        if "[" in command or "..." in command:
+        if "[" in command or "..." in command or "--help" in words:
             help_text = _options(words[0], capsys)
             for flag in re.findall(r"--[a-z-]+", command):
                 assert re.search(rf"(?<![\w-]){flag}\b", help_text), (flag, command)
         else:
             cli.build_parser().parse_args(words)
+
+
+@pytest.mark.parametrize("command", ["train-lm", "train-addition", "sample", "evaluate", "inspect"])
+def test_docs_cli_names_every_option(command, capsys):
+    """docs/cli.md is the reference: each option a command's --help lists is there."""
+    reference = (ROOT / "docs" / "cli.md").read_text(encoding="utf-8")
+    assert f"unfold-rnn {command}" in reference
+    options = set(re.findall(r"(?<![\w-])--[a-z][a-z-]*", _options(command, capsys))) - {"--help"}
+    assert options, command
+    assert not [o for o in sorted(options) if f"`{o}" not in reference], command

@@ -29,6 +29,10 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
+def _shown(default: Any) -> str:
+    return "no limit" if default is None else str(default)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The command line: every command and option, as `--help` shows them."""
     from unfold_rnn import __version__
@@ -90,7 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
         ("--val-fraction", lm.val_fraction, float, "the text's end kept for validation"),
         ("--seed", lm.seed, int, "seed for the data order and initial weights"),
     ]:
-        train_lm.add_argument(flag, type=kind, help=f"{text} (default: {value})")
+        train_lm.add_argument(flag, type=kind, help=f"{text} (default: {_shown(value)})")
     run_options(train_lm)
 
     train_add = commands.add_parser(
@@ -108,7 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
         ("--time-budget", add.time_budget, float, "stop after this many seconds of training"),
         ("--seed", add.seed, int, "seed for the problems and initial weights"),
     ]:
-        train_add.add_argument(flag, type=kind, help=f"{text} (default: {value})")
+        train_add.add_argument(flag, type=kind, help=f"{text} (default: {_shown(value)})")
     run_options(train_add)
 
     sample = commands.add_parser(
