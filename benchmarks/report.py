@@ -1,8 +1,8 @@
 """Measure, then rewrite the tables of docs/performance.md and README.md from the results.
 
-    python benchmarks/report.py                     # every table (the quality race: an hour)
-    python benchmarks/report.py --only speed memory # some of them
-    python benchmarks/report.py --render            # rewrite the tables, measuring nothing
+    python benchmarks/report.py --text tinyshakespeare.txt   # every table (about two hours)
+    python benchmarks/report.py --only speed memory          # some of them
+    python benchmarks/report.py --render                     # rewrite them, measuring nothing
 
 Each measurement runs one benchmark command and saves its output, headed by the command,
 the commit, the CPU, the versions and the date, as benchmarks/results/<table>.txt. The
@@ -29,6 +29,9 @@ COMMANDS = {
     "speed": SPEED,
     "memory": "speed.py --memory-only --systems ours ours+xla keras",
     "generation": "speed.py --tables generation --systems ours keras torch --configs base",
+    # Our LSTM and Keras's, 20 minutes each on a text (--text); also writes .csv and .svg.
+    "quality": "lm_quality.py {text} --minutes 20 --eval-steps 200 --seed 0 "
+    "--systems unfold_rnn.LSTM keras.layers.LSTM --out benchmarks/results",
 }
 
 
@@ -61,8 +64,8 @@ def header(command: str) -> str:
     )
 
 
-def measure(table: str) -> None:
-    command = COMMANDS[table]
+def measure(table: str, text: str | None) -> None:
+    command = COMMANDS[table].format(text=text)
     print(f"measuring {table}: python benchmarks/{command}", flush=True)
     done = subprocess.run(
         [sys.executable, str(ROOT / "benchmarks" / command.split()[0]), *command.split()[1:]],
@@ -71,7 +74,8 @@ def measure(table: str) -> None:
         text=True,
         check=True,
     )
-    (RESULTS / f"{table}.txt").write_text(header(command) + done.stdout)
+    name = "lm_quality" if table == "quality" else table
+    (RESULTS / f"{name}.txt").write_text(header(command) + done.stdout)
 
 
 def read_rows(table: str) -> tuple[list[str], list[str], list[list[str]]]:
@@ -95,7 +99,7 @@ def ratio_table(table: str, pairs: list[tuple[str, str]], unit: str) -> str:
         value = dict(zip(columns, row, strict=False))
         ratios = [value.get(f"{a}/{b}", "n/a") for a, b in pairs]
         lines.append(f"| {row[1]} | " + " | ".join(ratios) + f" | {value['ours']} |")
-    made = f"`python benchmarks/report.py --only {table}`, which runs `python {head[0]}`"
+    made = f"`python benchmarks/report.py --only {table}`, which runs `{head[0]}`"
     return "\n".join([*lines, "", f"{head[1]}. Made by {made}."])
 
 
@@ -115,7 +119,24 @@ def memory_table() -> str:
             found.setdefault(words[0], {})[words[1]] = [w for w in words if w.endswith("x")][-2:]
     for cell, kinds in found.items():
         out.append(f"| {cell} | " + " | ".join([*kinds["tensors"], *kinds["resident"]]) + " |")
-    made = "`python benchmarks/report.py --only memory`, which runs `python " + head[0] + "`"
+    made = "`python benchmarks/report.py --only memory`, which runs `" + head[0] + "`"
+    return "\n".join([*out, "", f"{head[1]}. Made by {made}."])
+
+
+def quality_table() -> str:
+    """The validation loss read as streams, ours and Keras's, at equal training time."""
+    text = (RESULTS / "lm_quality.txt").read_text()
+    head = [line[2:] for line in text.splitlines() if line.startswith("# ")]
+    streams = text[text.index("streams, states carried") :].splitlines()[2:]
+    out = ["| minutes | ours, nats/char | Keras's, nats/char |", "|---|---|---|"]
+    for line in streams:
+        words = line.split()
+        if words and words[0] == "tokens/s":
+            out.append(f"| tokens/s | {words[1]} | {words[2]} |")
+        elif words and re.match(r"[\d.]+$|best$", words[0]):
+            ours, keras = (w for w in words[1:] if not w.startswith("("))
+            out.append(f"| {words[0]} | {ours} | {keras} |")
+    made = f"`python benchmarks/report.py --only quality --text T`, which runs `{head[0]}`"
     return "\n".join([*out, "", f"{head[1]}. Made by {made}."])
 
 
@@ -130,12 +151,14 @@ def render() -> None:
             "generation", [("ours", "keras"), ("ours", "torch")], "chars/s"
         ),
         "memory": memory_table,
+        "quality": quality_table,
     }
     for page in PAGES:
         text = page.read_text()
         for name, make in tables.items():
             pattern = re.compile(rf"(<!-- table:{name} -->\n).*?(<!-- end -->)", re.S)
-            if pattern.search(text) and (RESULTS / f"{name}.txt").is_file():
+            source = RESULTS / f"{'lm_quality' if name == 'quality' else name}.txt"
+            if pattern.search(text) and source.is_file():
                 table = make()
                 text = pattern.sub(lambda m, t=table: m.group(1) + t + "\n" + m.group(2), text)
         page.write_text(text)
@@ -144,11 +167,17 @@ def render() -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", nargs="+", choices=list(COMMANDS), default=list(COMMANDS))
+    parser.add_argument("--text", help="the quality race's text, e.g. tinyshakespeare.txt")
     parser.add_argument("--render", action="store_true", help="measure nothing")
     args = parser.parse_args()
+    if "quality" in args.only and not args.render and not args.text:
+        if args.only != list(COMMANDS):
+            parser.error("the quality table needs --text PATH (e.g. tinyshakespeare.txt)")
+        print("no --text: the quality table is left as it is", flush=True)
+        args.only.remove("quality")
     if not args.render:
         for table in args.only:
-            measure(table)
+            measure(table, args.text)
     render()
 
 
