@@ -28,7 +28,8 @@ SPEED = "speed.py --systems ours ours+xla keras torch --configs base --rounds 3 
 COMMANDS = {
     "speed": SPEED,
     "memory": "speed.py --memory-only --systems ours ours+xla keras",
-    "generation": "speed.py --tables generation --systems ours keras torch --configs base",
+    "generation": "speed.py --tables generation --systems ours keras torch --configs base "
+    "--rounds 3",
     # Our LSTM and Keras's, 20 minutes each on a text (--text); also writes .csv and .svg.
     "quality": "lm_quality.py {text} --minutes 20 --eval-steps 200 --seed 0 "
     "--systems unfold_rnn.LSTM keras.layers.LSTM --out benchmarks/results",
