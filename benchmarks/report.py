@@ -101,7 +101,7 @@ def ratio_table(table: str, pairs: list[tuple[str, str]], unit: str) -> str:
         ratios = [value.get(f"{a}/{b}", "n/a") for a, b in pairs]
         lines.append(f"| {row[1]} | " + " | ".join(ratios) + f" | {value['ours']} |")
     made = f"`python benchmarks/report.py --only {table}`, which runs `{head[0]}`"
-    return "\n".join([*lines, "", f"{head[1]}. Made by {made}."])
+    return "\n".join([*lines, "", f"Measured: {head[1]}. Made by {made}."])
 
 
 def memory_table() -> str:
@@ -121,7 +121,7 @@ def memory_table() -> str:
     for cell, kinds in found.items():
         out.append(f"| {cell} | " + " | ".join([*kinds["tensors"], *kinds["resident"]]) + " |")
     made = "`python benchmarks/report.py --only memory`, which runs `" + head[0] + "`"
-    return "\n".join([*out, "", f"{head[1]}. Made by {made}."])
+    return "\n".join([*out, "", f"Measured: {head[1]}. Made by {made}."])
 
 
 def quality_table() -> str:
@@ -138,7 +138,7 @@ def quality_table() -> str:
             ours, keras = (w for w in words[1:] if not w.startswith("("))
             out.append(f"| {words[0]} | {ours} | {keras} |")
     made = f"`python benchmarks/report.py --only quality --text T`, which runs `{head[0]}`"
-    return "\n".join([*out, "", f"{head[1]}. Made by {made}."])
+    return "\n".join([*out, "", f"Measured: {head[1]}. Made by {made}."])
 
 
 def render() -> None:
