@@ -14,6 +14,7 @@ from unfold_rnn import cli
 ROOT = Path(__file__).resolve().parents[1]
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md")), ROOT / "benchmarks/README.md"]
 LINK = re.compile(r"\]\(([^)\s]+)\)")
+SUBCOMMANDS = ["train-lm", "train-addition", "sample", "evaluate", "inspect"]
 COMMAND = re.compile(r"unfold-rnn(?: [^`#\n|]*)?")  # up to a code span's end, a comment, a cell
 
 
@@ -55,12 +56,11 @@ def test_every_command_in_the_readme_parses(capsys):
     subcommands and options that exist."""
     commands = _readme_commands()
     assert any(c.startswith("unfold-rnn train-lm") for c in commands)
-    subcommands = {"train-lm", "train-addition", "sample", "evaluate", "inspect"}
     for command in commands:
         words = shlex.split(command.replace("<", "").replace(">", ""))[1:]
         if not words or words[0].startswith("--"):
             continue  # `unfold-rnn`, `unfold-rnn --help`
-        assert words[0] in subcommands, command
+        assert words[0] in SUBCOMMANDS, command
         if "[" in command or "..." in command or "--help" in words:
             help_text = _options(words[0], capsys)
             for flag in re.findall(r"--[a-z-]+", command):
@@ -69,7 +69,7 @@ def test_every_command_in_the_readme_parses(capsys):
             cli.build_parser().parse_args(words)
 
 
-@pytest.mark.parametrize("command", ["train-lm", "train-addition", "sample", "evaluate", "inspect"])
+@pytest.mark.parametrize("command", SUBCOMMANDS)
 def test_docs_cli_names_every_option(command, capsys):
     """docs/cli.md is the reference: each option a command's --help lists is there."""
     reference = (ROOT / "docs" / "cli.md").read_text(encoding="utf-8")
