@@ -13,7 +13,10 @@ from unfold_rnn.sampling import CHUNK, Sampler, SamplingOptions, filter_logits
 VOCAB = CharVocab.from_text("abcdefgh \n")
 
 
-@pytest.fixture(scope="module", params=["vanilla", "gru", "lstm", keras.layers.LSTM])
+CELLS = ["vanilla", "gru", "lstm", "mingru", "minlstm", keras.layers.LSTM]
+
+
+@pytest.fixture(scope="module", params=CELLS)
 def sampler(request):
     keras.utils.set_random_seed(0)
     model = build_language_model(len(VOCAB), cell=request.param, units=12, embedding_dim=6)

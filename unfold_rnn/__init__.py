@@ -1,5 +1,6 @@
 """unfold_rnn: Vanilla (Elman), GRU and LSTM written from scratch as Keras 3 layers whose time
-loop is `tf.scan`, drop-in beside `keras.layers.SimpleRNN`, `GRU` and `LSTM`.
+loop is `tf.scan`, drop-in beside `keras.layers.SimpleRNN`, `GRU` and `LSTM`; and minGRU and
+minLSTM, unfolded by a parallel scan or the same `tf.scan`.
 
 Importing the package has no side effects: the public names below load TensorFlow when first
 used, so that the `unfold-rnn` command can quiet TensorFlow's start-up before it loads.
@@ -16,11 +17,15 @@ __version__ = "0.2.0"
 _PUBLIC = {
     "GRU": "layers",
     "LSTM": "layers",
+    "MinGRU": "layers",
+    "MinLSTM": "layers",
     "Unfold": "layers",
     "VanillaRNN": "layers",
     "GRUCell": "cells",
     "LSTMCell": "cells",
     "VanillaCell": "cells",
+    "MinGRUCell": "min_cells",
+    "MinLSTMCell": "min_cells",
     "CharVocab": "data",
     "BitsPerCharacter": "models",
     "InitialStateNoise": "models",
@@ -55,7 +60,8 @@ def __dir__() -> list[str]:
 if TYPE_CHECKING:
     from unfold_rnn.cells import GRUCell, LSTMCell, VanillaCell
     from unfold_rnn.data import CharVocab
-    from unfold_rnn.layers import GRU, LSTM, Unfold, VanillaRNN
+    from unfold_rnn.layers import GRU, LSTM, MinGRU, MinLSTM, Unfold, VanillaRNN
+    from unfold_rnn.min_cells import MinGRUCell, MinLSTMCell
     from unfold_rnn.models import (
         BitsPerCharacter,
         InitialStateNoise,

@@ -32,3 +32,10 @@ def rate(name: str, value: object) -> float:
             f"`{name}` is the fraction of units to drop and must be in [0, 1); got {value!r}."
         )
     return float(value)
+
+
+def one_of(name: str, value: object, choices: tuple[str, ...]) -> str:
+    """`value` if it is one of `choices`, else a ValueError naming `name` and the choices."""
+    if value not in choices:
+        raise ValueError(f"`{name}` must be one of {', '.join(map(repr, choices))}; got {value!r}.")
+    return str(value)

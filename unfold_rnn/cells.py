@@ -18,6 +18,9 @@ A cell offers three things:
   element-wise rest (`combine`), and two facts about that rest (`sums_projections`,
   `output_slope`).
 
+The minimal cells, whose gates do not read h_{t-1}, live in `unfold_rnn.min_cells`; they
+share `_Cell`, the input half, and have no U.
+
 Called step by step through `call`, a cell draws a fresh dropout mask at every step;
 `unfold_rnn`'s layers draw one mask per sequence instead (variational dropout, Gal &
 Ghahramani 2016), as Keras's own layers do.
@@ -42,33 +45,28 @@ def state_sizes(cell: Any) -> list[int]:
     return list(size) if isinstance(size, (list, tuple)) else [size]
 
 
-class _RecurrentCell(keras.layers.Layer):
-    """What the three cells share: arguments, the fused weights and the Keras cell contract.
+class _Cell(keras.layers.Layer):
+    """What every cell shares: the input kernel W and bias b, dropout on the inputs, and the
+    Keras cell contract.
 
-    Subclasses set `gates` (how many blocks of `units` columns the kernels hold), may override
-    `_bias_shape` / `_bias_initializer` / `input_bias` / `recurrent_weights`, and write
-    `combine` (or `_combine_sum`, when it reads x_t W + b and r_t only through their sum; or,
-    for a step with more than one matmul, `step_with_gates`).
+    Subclasses set `gates` (how many blocks of `units` columns W holds) and write
+    `step_with_gates`; they may override `_bias_shape` / `_bias_initializer` / `input_bias`.
     """
 
     gates: int = 1
+    recurrent_dropout: float = 0.0  # only cells with a recurrent kernel drop h_{t-1}
 
     def __init__(
         self,
         units: int,
-        activation: Any = "tanh",
         use_bias: bool = True,
         kernel_initializer: Any = "glorot_uniform",
-        recurrent_initializer: Any = "orthogonal",
         bias_initializer: Any = "zeros",
         kernel_regularizer: Any = None,
-        recurrent_regularizer: Any = None,
         bias_regularizer: Any = None,
         kernel_constraint: Any = None,
-        recurrent_constraint: Any = None,
         bias_constraint: Any = None,
         dropout: float = 0.0,
-        recurrent_dropout: float = 0.0,
         seed: int | None = None,
         **kwargs: Any,
     ) -> None:
@@ -77,22 +75,18 @@ class _RecurrentCell(keras.layers.Layer):
         kwargs.pop("implementation", None)
         super().__init__(**kwargs)
         self.units = _checks.positive_int("units", units)
-        self.activation = keras.activations.get(activation)
         self.use_bias = bool(use_bias)
         self.kernel_initializer = keras.initializers.get(kernel_initializer)
-        self.recurrent_initializer = keras.initializers.get(recurrent_initializer)
         self.bias_initializer = keras.initializers.get(bias_initializer)
         self.kernel_regularizer = keras.regularizers.get(kernel_regularizer)
-        self.recurrent_regularizer = keras.regularizers.get(recurrent_regularizer)
         self.bias_regularizer = keras.regularizers.get(bias_regularizer)
         self.kernel_constraint = keras.constraints.get(kernel_constraint)
-        self.recurrent_constraint = keras.constraints.get(recurrent_constraint)
         self.bias_constraint = keras.constraints.get(bias_constraint)
         self.dropout = _checks.rate("dropout", dropout)
-        self.recurrent_dropout = _checks.rate("recurrent_dropout", recurrent_dropout)
         self.seed = seed
         self.seed_generator = keras.random.SeedGenerator(seed)
         self.output_size = self.units
+        self.state_size: Any = self.units
 
     # -- weights ---------------------------------------------------------------------------
 
@@ -103,21 +97,14 @@ class _RecurrentCell(keras.layers.Layer):
                 f"{type(self).__name__} needs to know the number of input features; got an "
                 f"input shape of {tuple(input_shape)} whose last axis is unknown."
             )
-        width = self.gates * self.units
         self.kernel = self.add_weight(
-            shape=(input_dim, width),
+            shape=(input_dim, self.gates * self.units),
             name="kernel",
             initializer=self.kernel_initializer,
             regularizer=self.kernel_regularizer,
             constraint=self.kernel_constraint,
         )
-        self.recurrent_kernel = self.add_weight(
-            shape=(self.units, width),
-            name="recurrent_kernel",
-            initializer=self.recurrent_initializer,
-            regularizer=self.recurrent_regularizer,
-            constraint=self.recurrent_constraint,
-        )
+        self._build_recurrent_kernel()  # between W and b: Keras's order of weights
         self.bias = None
         if self.use_bias:
             self.bias = self.add_weight(
@@ -127,6 +114,9 @@ class _RecurrentCell(keras.layers.Layer):
                 regularizer=self.bias_regularizer,
                 constraint=self.bias_constraint,
             )
+
+    def _build_recurrent_kernel(self) -> None:
+        """Cells whose gates read h_{t-1} add U here."""
 
     def _bias_shape(self) -> tuple[int, ...]:
         return (self.gates * self.units,)
@@ -158,8 +148,87 @@ class _RecurrentCell(keras.layers.Layer):
     def step_with_gates(
         self, projected: tf.Tensor, states: State, recurrent_mask: tf.Tensor | None = None
     ) -> tuple[State, dict[str, tf.Tensor]]:
-        """`step`, also returning the sigmoid gates' activations by name, each (B, units),
-        for looking inside the network (empty for the gateless Vanilla cell)."""
+        """`step`, also returning the gates' activations by name, each (B, units), for
+        looking inside the network (empty for the gateless Vanilla cell)."""
+        raise NotImplementedError
+
+    # -- the Keras cell contract -----------------------------------------------------------
+
+    def get_initial_state(self, batch_size: int | tf.Tensor | None = None) -> list[tf.Tensor]:
+        return [
+            tf.zeros((batch_size, size), dtype=self.compute_dtype) for size in state_sizes(self)
+        ]
+
+    def call(self, inputs: tf.Tensor, states: Any, training: bool = False) -> tuple[tf.Tensor, Any]:
+        nested = isinstance(states, (list, tuple))
+        states = tuple(states) if nested else (states,)
+        if training and self.dropout > 0:
+            inputs = inputs * self.dropout_mask(tf.shape(inputs), self.dropout)
+        recurrent_mask = None
+        if training and self.recurrent_dropout > 0:
+            recurrent_mask = self.dropout_mask(tf.shape(states[0]), self.recurrent_dropout)
+        new_states = self.step(self.project_inputs(inputs), states, recurrent_mask)
+        return new_states[0], list(new_states) if nested else new_states[0]
+
+    def dropout_mask(self, shape: Any, rate: float) -> tf.Tensor:
+        """A mask of 0 and 1/(1-rate) (inverted dropout), drawn from this cell's seed."""
+        ones = tf.ones(shape, dtype=self.compute_dtype)
+        return keras.random.dropout(ones, rate=rate, seed=self.seed_generator)
+
+    def get_config(self) -> dict[str, Any]:
+        config = {
+            "units": self.units,
+            "use_bias": self.use_bias,
+            "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
+            "bias_initializer": keras.initializers.serialize(self.bias_initializer),
+            "kernel_regularizer": keras.regularizers.serialize(self.kernel_regularizer),
+            "bias_regularizer": keras.regularizers.serialize(self.bias_regularizer),
+            "kernel_constraint": keras.constraints.serialize(self.kernel_constraint),
+            "bias_constraint": keras.constraints.serialize(self.bias_constraint),
+            "dropout": self.dropout,
+            "seed": self.seed,
+        }
+        return {**super().get_config(), **config}
+
+
+class _RecurrentCell(_Cell):
+    """What the three classic cells share beyond `_Cell`: the recurrent kernel U, an
+    activation, dropout on h_{t-1}, and the hooks of the hand-written backward pass.
+
+    Subclasses may override `recurrent_weights`, and write `combine` (or `_combine_sum`, when
+    it reads x_t W + b and r_t only through their sum; or, for a step with more than one
+    matmul, `step_with_gates`).
+    """
+
+    def __init__(
+        self,
+        units: int,
+        activation: Any = "tanh",
+        recurrent_initializer: Any = "orthogonal",
+        recurrent_regularizer: Any = None,
+        recurrent_constraint: Any = None,
+        recurrent_dropout: float = 0.0,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(units, **kwargs)
+        self.activation = keras.activations.get(activation)
+        self.recurrent_initializer = keras.initializers.get(recurrent_initializer)
+        self.recurrent_regularizer = keras.regularizers.get(recurrent_regularizer)
+        self.recurrent_constraint = keras.constraints.get(recurrent_constraint)
+        self.recurrent_dropout = _checks.rate("recurrent_dropout", recurrent_dropout)
+
+    def _build_recurrent_kernel(self) -> None:
+        self.recurrent_kernel = self.add_weight(
+            shape=(self.units, self.gates * self.units),
+            name="recurrent_kernel",
+            initializer=self.recurrent_initializer,
+            regularizer=self.recurrent_regularizer,
+            constraint=self.recurrent_constraint,
+        )
+
+    def step_with_gates(
+        self, projected: tf.Tensor, states: State, recurrent_mask: tf.Tensor | None = None
+    ) -> tuple[State, dict[str, tf.Tensor]]:
         kernel, bias = self.recurrent_weights()
         recurrent = tf.matmul(_masked(states[0], recurrent_mask), kernel)
         recurrent = recurrent if bias is None else recurrent + bias
@@ -192,46 +261,13 @@ class _RecurrentCell(keras.layers.Layer):
     def _combine_sum(self, z: tf.Tensor, states: State) -> tuple[State, dict[str, tf.Tensor]]:
         raise NotImplementedError
 
-    # -- the Keras cell contract -----------------------------------------------------------
-
-    def get_initial_state(self, batch_size: int | tf.Tensor | None = None) -> list[tf.Tensor]:
-        return [
-            tf.zeros((batch_size, size), dtype=self.compute_dtype) for size in state_sizes(self)
-        ]
-
-    def call(self, inputs: tf.Tensor, states: Any, training: bool = False) -> tuple[tf.Tensor, Any]:
-        nested = isinstance(states, (list, tuple))
-        states = tuple(states) if nested else (states,)
-        if training and self.dropout > 0:
-            inputs = inputs * self.dropout_mask(tf.shape(inputs), self.dropout)
-        recurrent_mask = None
-        if training and self.recurrent_dropout > 0:
-            recurrent_mask = self.dropout_mask(tf.shape(states[0]), self.recurrent_dropout)
-        new_states = self.step(self.project_inputs(inputs), states, recurrent_mask)
-        return new_states[0], list(new_states) if nested else new_states[0]
-
-    def dropout_mask(self, shape: Any, rate: float) -> tf.Tensor:
-        """A mask of 0 and 1/(1-rate) (inverted dropout), drawn from this cell's seed."""
-        ones = tf.ones(shape, dtype=self.compute_dtype)
-        return keras.random.dropout(ones, rate=rate, seed=self.seed_generator)
-
     def get_config(self) -> dict[str, Any]:
         config = {
-            "units": self.units,
             "activation": keras.activations.serialize(self.activation),
-            "use_bias": self.use_bias,
-            "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
             "recurrent_initializer": keras.initializers.serialize(self.recurrent_initializer),
-            "bias_initializer": keras.initializers.serialize(self.bias_initializer),
-            "kernel_regularizer": keras.regularizers.serialize(self.kernel_regularizer),
             "recurrent_regularizer": keras.regularizers.serialize(self.recurrent_regularizer),
-            "bias_regularizer": keras.regularizers.serialize(self.bias_regularizer),
-            "kernel_constraint": keras.constraints.serialize(self.kernel_constraint),
             "recurrent_constraint": keras.constraints.serialize(self.recurrent_constraint),
-            "bias_constraint": keras.constraints.serialize(self.bias_constraint),
-            "dropout": self.dropout,
             "recurrent_dropout": self.recurrent_dropout,
-            "seed": self.seed,
         }
         return {**super().get_config(), **config}
 
@@ -287,7 +323,6 @@ class VanillaCell(_RecurrentCell):
 
     def __init__(self, units: int, activation: Any = "tanh", **kwargs: Any) -> None:
         super().__init__(units, activation=activation, **kwargs)
-        self.state_size = self.units
 
     def _combine_sum(self, z: tf.Tensor, states: State) -> tuple[State, dict[str, tf.Tensor]]:
         return (self.activation(z),), {}
@@ -334,7 +369,6 @@ class GRUCell(_RecurrentCell):
         super().__init__(units, activation=activation, **kwargs)
         self.recurrent_activation = keras.activations.get(recurrent_activation)
         self.reset_after = bool(reset_after)
-        self.state_size = self.units
 
     def _bias_shape(self) -> tuple[int, ...]:
         return (2, 3 * self.units) if self.reset_after else (3 * self.units,)

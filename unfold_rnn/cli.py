@@ -38,6 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     from unfold_rnn import __version__
     from unfold_rnn.config import AdditionConfig, LanguageModelConfig
     from unfold_rnn.evaluation import STREAMS
+    from unfold_rnn.models import CELLS
 
     lm, add = LanguageModelConfig(), AdditionConfig()
     parser = _Parser(
@@ -77,9 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
         "`tensorboard --logdir logs`, then `unfold-rnn sample RUN_DIR`.",
     )
     train_lm.add_argument("--text", help="a UTF-8 text file (default: the built-in corpus)")
-    train_lm.add_argument(
-        "--cell", choices=["vanilla", "gru", "lstm"], help=f"the cell (default: {lm.cell})"
-    )
+    train_lm.add_argument("--cell", choices=list(CELLS), help=f"the cell (default: {lm.cell})")
     for flag, value, kind, text in [
         ("--units", lm.units, int, "state size of each recurrent layer"),
         ("--layers", lm.layers, int, "recurrent layers stacked"),
@@ -102,9 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="train a network to add binary numbers",
         description="Train on n-bit sums, then test on 8, 16, 32 and 64 bits.",
     )
-    train_add.add_argument(
-        "--cell", choices=["vanilla", "gru", "lstm"], help=f"the cell (default: {add.cell})"
-    )
+    train_add.add_argument("--cell", choices=list(CELLS), help=f"the cell (default: {add.cell})")
     for flag, value, kind, text in [
         ("--units", add.units, int, "state size"),
         ("--bits", add.bits, int, "width of the training sums"),

@@ -22,7 +22,7 @@ class LanguageModelConfig:
     kind: ClassVar[str] = "language_model"
 
     text: str | None = None  # a UTF-8 text file; None: the built-in corpus
-    cell: str = "lstm"  # vanilla, gru or lstm
+    cell: str = "lstm"  # vanilla, gru, lstm, mingru or minlstm
     units: int = 256  # state size of each recurrent layer
     layers: int = 2  # recurrent layers stacked
     embedding_dim: int = 64  # size of each character's embedding
@@ -55,7 +55,7 @@ class AdditionConfig:
 
     kind: ClassVar[str] = "binary_addition"
 
-    cell: str = "lstm"  # vanilla, gru or lstm
+    cell: str = "lstm"  # vanilla, gru, lstm, mingru or minlstm
     units: int = 16  # state size
     bits: int = 8  # width of the training sums
     epochs: int = 100  # at most; stops once every held-out bit is confidently right

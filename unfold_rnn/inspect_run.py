@@ -16,6 +16,7 @@ from pathlib import Path
 import tensorflow as tf
 
 from unfold_rnn import pictures, runs
+from unfold_rnn.cells import state_sizes
 from unfold_rnn.data import CharVocab, addition_problems, default_corpus, read_text
 from unfold_rnn.inspection import (
     Unit,
@@ -68,7 +69,7 @@ def inspect_run(
     units = recurrent[layer].cell.units
     if unit is not None and not 0 <= unit < units:
         raise ValueError(f"--unit must be from 0 to {units - 1} in layer {layer}; got {unit}.")
-    if state not in ("h", "c") or (state == "c" and len(recurrent[layer].cell.state_size) < 2):
+    if state not in ("h", "c") or (state == "c" and len(state_sizes(recurrent[layer].cell)) < 2):
         raise ValueError(f"--state must be h{' or c' if config.cell == 'lstm' else ''}.")
     out.mkdir(parents=True, exist_ok=True)
     if config.kind == "language_model":

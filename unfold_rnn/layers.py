@@ -2,14 +2,16 @@
 
 `Unfold` is Keras plumbing only: arguments, masks, direction, initial and carried states,
 dropout masks and serialization. The time loop itself is `unfold_rnn.scan.unfold` (the
-reference, gradients by autodiff) or `unfold_rnn.bptt.unfold` (the same `tf.scan`, with the
-backward pass written by hand), both time-major:
+reference, gradients by autodiff), `unfold_rnn.bptt.unfold` (the same `tf.scan`, with the
+backward pass written by hand) or, for the minimal cells, `unfold_rnn.parallel.unfold` (a
+parallel scan), all time-major:
 
     (B, T, D) --swap--> (T, B, D) --unfold--> (T, B, units) --swap--> (B, T, units)
 
 The public layers `VanillaRNN`, `GRU` and `LSTM` are thin: a cell plus Keras's arguments, so
 any of them replaces `keras.layers.SimpleRNN`, `keras.layers.GRU` or `keras.layers.LSTM`
-(same arguments, weights and numbers) in existing Keras code.
+(same arguments, weights and numbers) in existing Keras code. `MinGRU` and `MinLSTM` take
+the same arguments, less those of a recurrent kernel.
 """
 
 from __future__ import annotations
@@ -20,14 +22,16 @@ from typing import Any
 import keras
 import tensorflow as tf
 
-from unfold_rnn import _checks, bptt, scan
+from unfold_rnn import _checks, bptt, parallel, scan
 from unfold_rnn.cells import GRUCell, LSTMCell, VanillaCell, state_sizes
+from unfold_rnn.min_cells import MinGRUCell, MinLSTMCell
 
 # Keras arguments that only matter to cuDNN or to Keras's own loop. Old scripts pass them, so
 # they are accepted; our loop is always our own (tf.scan), never unrolled, never cuDNN.
 _IGNORED_KERAS_ARGS = ("use_cudnn", "implementation", "time_major")
 
 BACKWARDS = ("handwritten", "autodiff")
+SCANS = ("parallel", "sequential")
 
 
 def _swap_batch_and_time(x: tf.Tensor) -> tf.Tensor:
@@ -62,6 +66,10 @@ class Unfold(keras.layers.Layer):
         backward: "handwritten" (`unfold_rnn.bptt`, backpropagation through time written by
             hand, for cells that offer it) or "autodiff" (`unfold_rnn.scan`, the reference:
             TensorFlow differentiates the `tf.scan`). Both give the same numbers.
+        scan: "parallel" (`unfold_rnn.parallel`, for a cell whose step is linear in h, such
+            as `MinGRUCell`) or "sequential" (a `tf.scan` over the cell's step, with
+            `backward`). By default parallel where the cell allows it. Both give the same
+            numbers.
 
     Call arguments:
         sequences: (batch, time, features) float tensor.
@@ -84,14 +92,19 @@ class Unfold(keras.layers.Layer):
         zero_output_for_mask: bool = False,
         jit_compile: bool = True,
         backward: str = "handwritten",
+        scan: str | None = None,
         **kwargs: Any,
     ) -> None:
         _checks.require_tensorflow_backend(type(self).__name__)
         for name in _IGNORED_KERAS_ARGS:
             kwargs.pop(name, None)
-        if backward not in BACKWARDS:
+        _checks.one_of("backward", backward, BACKWARDS)
+        linear = getattr(cell, "linear_recurrence", False)
+        scan = _checks.one_of("scan", scan or ("parallel" if linear else "sequential"), SCANS)
+        if scan == "parallel" and not linear:
             raise ValueError(
-                f"`backward` must be one of {', '.join(map(repr, BACKWARDS))}; got {backward!r}."
+                f"scan='parallel' needs a cell whose step is linear in h (such as MinGRUCell); "
+                f"{type(cell).__name__}'s is not. Use scan='sequential'."
             )
         super().__init__(**kwargs)
         self.cell = cell
@@ -103,6 +116,7 @@ class Unfold(keras.layers.Layer):
         self.zero_output_for_mask = bool(zero_output_for_mask)
         self.jit_compile = bool(jit_compile)
         self.backward = backward
+        self.scan = scan
         self.supports_masking = True
         # Functions, not sublayers: kept past Keras's attribute tracking. Each is traced and
         # compiled once per input shape.
@@ -264,7 +278,10 @@ class Unfold(keras.layers.Layer):
         return (output, *final_states) if self.return_state else output
 
     def _unfold(self, inputs: tf.Tensor, states: tuple, mask: Any, recurrent_mask: Any) -> Any:
-        """The time loop, time-major: the reference or the fast path (`backward`)."""
+        """The time loop, time-major: the parallel scan (`scan`), or the sequential reference
+        or fast path (`backward`)."""
+        if self.scan == "parallel":
+            return parallel.unfold(self.cell, inputs, states, mask, recurrent_mask)
         if self.backward == "autodiff":
             return scan.unfold(self.cell, inputs, states, mask, recurrent_mask)
         compiled = self.jit_compile and not tf.executing_eagerly()
@@ -307,6 +324,7 @@ class Unfold(keras.layers.Layer):
             "zero_output_for_mask": self.zero_output_for_mask,
             "jit_compile": self.jit_compile,
             "backward": self.backward,
+            "scan": self.scan,
             "activity_regularizer": keras.regularizers.serialize(self.activity_regularizer),
             "cell": keras.saving.serialize_keras_object(self.cell),
         }
@@ -345,6 +363,8 @@ _CELL_ARGS = (
     "recurrent_dropout",
     "seed",
 )
+# The minimal cells have no recurrent kernel, so none of its arguments.
+_MIN_CELL_ARGS = tuple(a for a in _CELL_ARGS if not a.startswith("recurrent"))
 _SHARED_ARGS = ("dtype", "trainable")  # given to the cell and to the layer
 
 
@@ -354,10 +374,12 @@ class _PublicLayer(Unfold):
 
     cell_class: type = VanillaCell
     cell_name: str = "vanilla_cell"
-    own_cell_args: tuple[str, ...] = ("activation",)  # the cell's arguments beyond _CELL_ARGS
+    cell_args: tuple[str, ...] = _CELL_ARGS
+    own_cell_args: tuple[str, ...] = ("activation",)  # the cell's arguments beyond cell_args
 
     def __init__(self, units: int, **kwargs: Any) -> None:
-        cell_kwargs = {k: kwargs.pop(k) for k in _CELL_ARGS + self.own_cell_args if k in kwargs}
+        names = self.cell_args + self.own_cell_args
+        cell_kwargs = {k: kwargs.pop(k) for k in names if k in kwargs}
         cell_kwargs.update({k: kwargs[k] for k in _SHARED_ARGS if k in kwargs})
         cell = self.cell_class(units, name=self.cell_name, **cell_kwargs)
         super().__init__(cell, **kwargs)
@@ -440,3 +462,50 @@ class LSTM(_PublicLayer):
     cell_class = LSTMCell
     cell_name = "lstm_cell"
     own_cell_args = ("activation", "recurrent_activation", "unit_forget_bias")
+
+
+@keras.saving.register_keras_serializable(package="unfold_rnn")
+class MinGRU(_PublicLayer):
+    """minGRU over a sequence (Feng et al. 2024): `MinGRUCell` unfolded, by default with the
+    parallel scan.
+
+        z_t  = sigmoid(x_t W_z + b_z),   h~_t = g(x_t W_h + b_h)
+        h_t  = (1 - z_t) * h_{t-1} + z_t * h~_t
+
+    Args:
+        units: size of the hidden state h.
+        scan: "parallel" (default) or "sequential", as for `Unfold`.
+        use_bias, kernel_initializer, bias_initializer, kernel_regularizer,
+        bias_regularizer, kernel_constraint, bias_constraint, dropout, seed:
+            as for `MinGRUCell`.
+        return_sequences, return_state, go_backwards, stateful, zero_output_for_mask:
+            as for `Unfold`; also name, dtype and other Keras layer arguments.
+
+    Example:
+        >>> layers = [keras.Input((None, 3)), MinGRU(16), keras.layers.Dense(1)]
+        >>> model = keras.Sequential(layers)
+    """
+
+    cell_class = MinGRUCell
+    cell_name = "min_gru_cell"
+    cell_args = _MIN_CELL_ARGS
+    own_cell_args = ()
+
+
+@keras.saving.register_keras_serializable(package="unfold_rnn")
+class MinLSTM(_PublicLayer):
+    """minLSTM over a sequence (Feng et al. 2024): `MinLSTMCell` unfolded, by default with
+    the parallel scan.
+
+        f'_t, i'_t = f_t / (f_t + i_t), i_t / (f_t + i_t),   h~_t = g(x_t W_h + b_h)
+        h_t  = f'_t * h_{t-1} + i'_t * h~_t
+
+    Args:
+        units: size of the hidden state h.
+        Others: as for `MinGRU`.
+    """
+
+    cell_class = MinLSTMCell
+    cell_name = "min_lstm_cell"
+    cell_args = _MIN_CELL_ARGS
+    own_cell_args = ()

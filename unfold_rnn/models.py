@@ -1,6 +1,6 @@
 """The two model families the classic tutorials teach, built from this package's layers.
 
-    language model   ids (B, T) -> Embedding -> [VanillaRNN | GRU | LSTM] x L -> Dense -> logits
+    language model   ids (B, T) -> Embedding -> [one of CELLS] x L -> Dense -> logits
     binary addition  bits (B, T, 2) -> one recurrent layer -> Dense(sigmoid) -> sum bits (B, T, 1)
 
 Both come back compiled with defaults that work, and both take any sequence length at call
@@ -17,13 +17,19 @@ import tensorflow as tf
 
 from unfold_rnn import _checks
 from unfold_rnn.cells import state_sizes
-from unfold_rnn.layers import GRU, LSTM, VanillaRNN
+from unfold_rnn.layers import GRU, LSTM, MinGRU, MinLSTM, VanillaRNN
 
-CELLS: dict[str, type] = {"vanilla": VanillaRNN, "gru": GRU, "lstm": LSTM}
+CELLS: dict[str, type] = {
+    "vanilla": VanillaRNN,
+    "gru": GRU,
+    "lstm": LSTM,
+    "mingru": MinGRU,
+    "minlstm": MinLSTM,
+}
 
 
 def recurrent_layer_class(cell: str | type) -> type:
-    """The layer class for a cell name ("vanilla", "gru", "lstm"); a class is returned as is,
+    """The layer class for a cell name (a key of `CELLS`); a class is returned as is,
     so a Keras built-in (e.g. `keras.layers.LSTM`) can stand in for comparisons."""
     if isinstance(cell, type):
         return cell
@@ -120,7 +126,8 @@ def build_language_model(
 
     Args:
         vocab_size: number of characters (`len(vocab)`).
-        cell: "vanilla", "gru" or "lstm" (or a layer class, e.g. `keras.layers.LSTM`).
+        cell: "vanilla", "gru", "lstm", "mingru" or "minlstm" (or a layer class, e.g.
+            `keras.layers.LSTM`).
         units: size of each recurrent layer's state.
         num_layers: recurrent layers stacked.
         embedding_dim: size of each character's embedding.
@@ -237,7 +244,7 @@ def build_binary_addition_model(
     bit accuracy and whole-sum accuracy.
 
     Args:
-        cell: "vanilla", "gru" or "lstm" (or a layer class).
+        cell: a key of `CELLS` (or a layer class).
         units: size of the recurrent state.
         learning_rate: Adam's.
         initial_state_noise: standard deviations of the hidden state h_0 and (LSTM only) of
