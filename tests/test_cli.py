@@ -14,6 +14,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from conftest import TINY
 
 import unfold_rnn
 from unfold_rnn import cli, runs
@@ -53,6 +54,24 @@ def test_sample_several_and_greedy(lm_run, capsys):
     out = capsys.readouterr().out
     assert cli.main(greedy) == 0
     assert capsys.readouterr().out == out
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("cell", ["mingru", "minlstm"])
+def test_minimal_cells_train_sample_evaluate_and_inspect(cell, tmp_path, text_file, capsys):
+    args = ["train-lm", "--text", str(text_file), *TINY, "--cell", cell, "--epochs", "1"]
+    assert cli.main([*args, "--logdir", str(tmp_path), "--run-name", "run"]) == 0
+    run = tmp_path / "run"
+    assert json.loads((run / "config.json").read_text())["cell"] == cell
+    capsys.readouterr()
+    assert cli.main(["sample", str(run), "--prime", "ab", "--length", "30", "--seed", "1"]) == 0
+    assert len(capsys.readouterr().out) == 2 + 30 + 1
+    assert cli.main(["evaluate", str(run), "--text", str(text_file)]) == 0
+    assert "nats/char" in capsys.readouterr().out
+    assert cli.main(["inspect", str(run), "--text", str(text_file)]) == 0
+    gates = json.loads((run / "inspect" / "units.json").read_text())["gate_saturation"]
+    names = {"mingru": {"update"}, "minlstm": {"forget", "input"}}[cell]
+    assert {key.split("/")[1] for key in gates} == names
 
 
 @pytest.mark.slow

@@ -5,11 +5,10 @@ Their gates read x_t only, never h_{t-1}, so each step is linear in h:
     h_t = a_t * h_{t-1} + b_t          a_t, b_t from x_t W + b alone
 
 which `unfold_rnn.parallel` unfolds with a parallel scan; `step` is the same recurrence one
-step at a time, for the sequential `tf.scan` and for sampling. Both cells keep h̃_t > 0
-through g below, so that log b_t exists (the paper's log-space form):
+step at a time, for the sequential `tf.scan` and for sampling. The candidate goes through g,
+positive everywhere, so that b_t > 0 (the paper's form, which a scan in log space needs):
 
     g(x) = x + 0.5 for x >= 0,  sigmoid(x) for x < 0
-    log g(x) = log(x + 0.5) for x >= 0,  -softplus(-x) for x < 0
 
 Weights: `kernel` (input_dim, gates * units) and `bias` (gates * units,); no recurrent
 kernel. State: `[h]`.
@@ -28,15 +27,10 @@ def g(x: tf.Tensor) -> tf.Tensor:
     return tf.where(x >= 0, x + 0.5, tf.sigmoid(x))
 
 
-def log_g(x: tf.Tensor) -> tf.Tensor:
-    """log g(x), without forming g(x)."""
-    return tf.where(x >= 0, tf.math.log(tf.nn.relu(x) + 0.5), -tf.nn.softplus(-x))
-
-
 class _MinimalCell(_Cell):
     """A cell whose step is h_t = a_t * h_{t-1} + b_t with a_t, b_t read from x_t W + b."""
 
-    #: The step is linear in h_{t-1}: `log_coefficients` gives log a_t and log b_t.
+    #: The step is linear in h_{t-1}, with `coefficients` a_t and b_t: `unfold_rnn.parallel`.
     linear_recurrence: bool = True
 
     def step_with_gates(
@@ -51,10 +45,6 @@ class _MinimalCell(_Cell):
         """a_t, b_t and the gates by name, from x_t W + b (..., gates * units)."""
         raise NotImplementedError
 
-    def log_coefficients(self, projected: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-        """log a_t and log b_t, from x_t W + b (..., gates * units)."""
-        raise NotImplementedError
-
 
 @keras.saving.register_keras_serializable(package="unfold_rnn")
 class MinGRUCell(_MinimalCell):
@@ -65,9 +55,6 @@ class MinGRUCell(_MinimalCell):
         z_t  = sigmoid(x_t W_z + b_z)
         h~_t = g(x_t W_h + b_h)
         h_t  = (1 - z_t) * h_{t-1} + z_t * h~_t
-
-    In logs: log a_t = -softplus(k_t), log b_t = -softplus(-k_t) + log g(x_t W_h + b_h), with
-    k_t = x_t W_z + b_z.
 
     Args:
         units: size of h.
@@ -89,10 +76,6 @@ class MinGRUCell(_MinimalCell):
         z = tf.sigmoid(k)
         return 1 - z, z * g(x_h), {"update": z}
 
-    def log_coefficients(self, projected: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-        k, x_h = tf.split(projected, 2, axis=-1)
-        return -tf.nn.softplus(k), -tf.nn.softplus(-k) + log_g(x_h)
-
 
 @keras.saving.register_keras_serializable(package="unfold_rnn")
 class MinLSTMCell(_MinimalCell):
@@ -106,9 +89,6 @@ class MinLSTMCell(_MinimalCell):
         h~_t = g(x_t W_h + b_h)
         h_t  = f'_t * h_{t-1} + i'_t * h~_t
 
-    In logs, with d_t = softplus(-k_f) - softplus(-k_i) (= log i_t - log f_t):
-    log a_t = -softplus(d_t), log b_t = -softplus(-d_t) + log g(x_t W_h + b_h).
-
     Args:
         units: size of h.
         Others: as for `MinGRUCell`.
@@ -121,8 +101,3 @@ class MinLSTMCell(_MinimalCell):
         f, i = tf.sigmoid(k_f), tf.sigmoid(k_i)
         forget, remember = f / (f + i), i / (f + i)
         return forget, remember * g(x_h), {"forget": forget, "input": remember}
-
-    def log_coefficients(self, projected: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-        k_f, k_i, x_h = tf.split(projected, 3, axis=-1)
-        d = tf.nn.softplus(-k_f) - tf.nn.softplus(-k_i)
-        return -tf.nn.softplus(d), -tf.nn.softplus(-d) + log_g(x_h)

@@ -1,18 +1,24 @@
-"""The parallel unfolding of a linear recurrence, in log space.
+"""The parallel unfolding of a linear recurrence: an associative scan.
 
-For a cell whose step is h_t = a_t * h_{t-1} + b_t with a_t > 0, b_t > 0 read from the
-inputs alone (`unfold_rnn.min_cells`), the loop unrolls to
+For a cell whose step is linear in h (`unfold_rnn.min_cells`),
 
-    h_t = A_t * h_0 + sum_{k<=t} (A_t / A_k) * b_k,        A_t = a_1 a_2 ... a_t
+    h_t = a_t * h_{t-1} + b_t          a_t, b_t from x_t alone
 
-and in logs (Heinsen 2023, "Efficient Parallelization of a Ubiquitous Sequential
-Computation", arXiv 2311.06281), with a*_t = sum_{k<=t} log a_k:
+two steps compose into one step of the same form,
 
-    h_t = exp(a*_t) * h_0 + exp(a*_t + logcumsumexp_{k<=t}(log b_k - a*_k))
+    h_{t+1} = (a_{t+1} a_t) * h_{t-1} + (a_{t+1} b_t + b_{t+1})
 
-two cumulative operations over time (`tf.cumsum`, `tf.math.cumulative_logsumexp`), each of
-depth O(log T) on parallel hardware, instead of T dependent steps. The h_0 term is kept
-apart and linear, so any real initial state works. Gradients are TensorFlow's autodiff.
+so the steps can be paired up, the half-as-long recurrence of the pairs solved the same way,
+and the steps between filled in: log2(T) levels of element-wise work over all steps at once
+(the associative scan; Blelloch 1990, "Prefix sums and their applications"), where the loop
+has T dependent steps. Going back, the gradient is the same recurrence run in reverse,
+
+    d_t = dh_t + a_{t+1} * d_{t+1},    d b_t = d_t,    d a_t = d_t * h_{t-1}
+
+solved by the same scan. The minimal cells keep a_t in (0, 1) and b_t > 0 (Feng et al.
+2024 write them for a scan in log space; Heinsen 2023), so every product and sum here is of
+positive numbers, and float32 keeps its digits over any length.
+
 `unfold_rnn.scan.unfold` runs the same cell one step at a time; tests hold the two to the
 same numbers.
 """
@@ -26,9 +32,6 @@ import tensorflow as tf
 
 from unfold_rnn.scan import State
 
-# log 0 for a masked step's b_t, finite so that no gradient meets inf - inf.
-_LOG_ZERO = -1e30
-
 
 def unfold(
     cell: Any,
@@ -37,24 +40,51 @@ def unfold(
     mask: tf.Tensor | None = None,
     recurrent_mask: tf.Tensor | None = None,
 ) -> tuple[tf.Tensor, State]:
-    """`scan.unfold`'s arguments and results, for a cell with `log_coefficients`.
-
-    A step whose mask is False is a_t = 1, b_t = 0: it keeps h. `recurrent_mask` must be
-    None (these cells have no recurrent kernel to drop).
-    """
-    if recurrent_mask is not None:
-        raise ValueError(f"{type(cell).__name__} has no recurrent kernel to apply dropout to.")
+    """`scan.unfold`'s arguments and results, for a cell with `coefficients`. The levels of
+    the scan are laid out when traced, so the number of steps must be known then."""
+    if inputs.shape[0] is None:
+        raise ValueError(
+            "The parallel scan needs the number of time steps when traced; unfold this "
+            "sequence with unfold_rnn.scan.unfold (the layers do so themselves)."
+        )
     (h0,) = initial_states
-    log_a, log_b = cell.log_coefficients(cell.project_inputs(inputs))  # each (T, B, units)
-    # a*_t grows with t, and h_t is the exponential of a difference of two such sums: in
-    # float32 that difference would lose about log10|a*_t| of its seven digits.
-    wide = tf.float64
-    log_a, log_b = tf.cast(log_a, wide), tf.cast(log_b, wide)
-    if mask is not None:
+    a, b, _ = cell.coefficients(cell.project_inputs(inputs))  # each (T, B, units)
+    if mask is not None:  # a masked step keeps h: a_t = 1, b_t = 0
         keep = mask[:, :, None]
-        log_a = tf.where(keep, log_a, tf.zeros_like(log_a))
-        log_b = tf.where(keep, log_b, tf.fill(tf.shape(log_b), tf.constant(_LOG_ZERO, wide)))
-    a_star = tf.cumsum(log_a, axis=0)
-    h = tf.exp(a_star + tf.math.cumulative_logsumexp(log_b - a_star, axis=0))
-    h = tf.cast(h + tf.exp(a_star) * tf.cast(h0, wide), h0.dtype)
+        a, b = tf.where(keep, a, tf.ones_like(a)), tf.where(keep, b, tf.zeros_like(b))
+    # h_0 = a_0 h_init + b_0: the initial state folds into the first step.
+    b = tf.concat([a[:1] * h0[None] + b[:1], b[1:]], axis=0)
+    h = linear_recurrence(a, b)
     return h, (h[-1],)
+
+
+@tf.custom_gradient
+def linear_recurrence(a: tf.Tensor, b: tf.Tensor) -> Any:
+    """h_t = a_t * h_{t-1} + b_t for every t along axis 0, from h_{-1} = 0."""
+    h = _scan(a, b)
+
+    def grad(dh: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        a_next = tf.concat([a[1:], tf.zeros_like(a[:1])], axis=0)  # a_{t+1}, 0 after the end
+        d = tf.reverse(_scan(tf.reverse(a_next, [0]), tf.reverse(dh, [0])), [0])
+        h_before = tf.concat([tf.zeros_like(h[:1]), h[:-1]], axis=0)  # h_{t-1}
+        return d * h_before, d
+
+    return h, grad
+
+
+def _scan(a: tf.Tensor, b: tf.Tensor) -> tf.Tensor:
+    """The associative scan of `linear_recurrence`; T, the length of axis 0, known."""
+    steps = a.shape[0]
+    if steps == 1:
+        return b
+    if steps % 2:  # an even count: one more step that keeps h (a = 1, b = 0)
+        a = tf.concat([a, tf.ones_like(a[:1])], axis=0)
+        b = tf.concat([b, tf.zeros_like(b[:1])], axis=0)
+    # Steps 2i and 2i+1 side by side: (T/2, 2, ...) split into the first and the second.
+    (a_first, a_second), (b_first, b_second) = (
+        tf.unstack(tf.reshape(x, [-1, 2, *x.shape[1:]]), axis=1) for x in (a, b)
+    )
+    h_second = _scan(a_second * a_first, a_second * b_first + b_second)  # h_1, h_3, ...
+    h_before = tf.concat([tf.zeros_like(h_second[:1]), h_second[:-1]], axis=0)
+    h_first = a_first * h_before + b_first  # h_0, h_2, ...
+    return tf.reshape(tf.stack([h_first, h_second], axis=1), [-1, *a.shape[1:]])[:steps]
