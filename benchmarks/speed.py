@@ -91,7 +91,12 @@ CONFIGS = {
     "long": {"batch": 64, "steps": 1000, "units": 256, "layers": 1},
     "2layer": {"batch": 64, "steps": 100, "units": 256, "layers": 2},
 }
+# benchmarks/parallel_scan.py's configurations: tokens/s as the sequence grows.
+LENGTHS = {n: {"batch": 16, "steps": n, "units": 256, "layers": 1} for n in (100, 1000, 4000)}
+CONFIGS.update({f"len{n}": config for n, config in LENGTHS.items()})
 CELLS = ("vanilla", "gru", "lstm")
+# The minimal cells, unfolded by the parallel scan (their default) or "-sequential"ly.
+MINIMAL_CELLS = ("mingru", "minlstm", "mingru-sequential", "minlstm-sequential")
 EMBEDDING, VOCAB = 64, 65
 SYSTEMS = ("ours", "ours+xla", "keras", "keras+xla", "torch")
 BASE_SYSTEMS = ("base", "base+xla")  # ours and ours+xla from the --baseline checkout
@@ -142,6 +147,8 @@ def language_model(system: str, cell: str, config: dict) -> Any:
 
     jit = True if system.endswith("+xla") else "auto"
     layer = cell if system.startswith("ours") else getattr(keras.layers, KERAS_NAMES[cell])
+    if cell.endswith("-sequential"):
+        layer = sequential_layer(cell.removesuffix("-sequential"))
     keras.utils.set_random_seed(0)
     model = build_language_model(
         VOCAB, layer, config["units"], config["layers"], EMBEDDING, compile=False
@@ -152,6 +159,20 @@ def language_model(system: str, cell: str, config: dict) -> Any:
         jit_compile=jit,
     )
     return model
+
+
+def sequential_layer(cell: str) -> type:
+    """The layer class of a minimal cell, unfolded by the sequential `tf.scan`."""
+    from unfold_rnn.models import CELLS as LAYERS
+
+    parallel = LAYERS[cell]
+
+    class Sequential(parallel):
+        def __init__(self, units: int, **kwargs: Any) -> None:
+            super().__init__(units, scan="sequential", **kwargs)
+
+    Sequential.__name__ = f"{parallel.__name__}Sequential"
+    return Sequential
 
 
 def measure_tf(system: str, cell: str, config: dict, batches: int) -> dict:
@@ -455,7 +476,8 @@ def run(
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=2, help="turns each system takes")
-    parser.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
+    classic = [c for c in CONFIGS if not c.startswith("len")]
+    parser.add_argument("--configs", nargs="+", default=classic, choices=classic)
     parser.add_argument("--cells", nargs="+", default=list(CELLS), choices=CELLS)
     parser.add_argument(
         "--batches", type=int, default=24, help="training steps per process (a third at 1,000)"
