@@ -31,8 +31,9 @@ window starts cold.
     python benchmarks/lm_quality.py ../shared/data/tinyshakespeare.txt --minutes 10
 
 Prints two tables of validation loss (nats/char, bits/char) at equal training times, one
-per way of reading the validation text, and writes the curves as CSV (both) and SVG (the
-windows) to --out (default benchmarks/results/).
+per way of reading the validation text, with each system's tokens/s and parameter count,
+and writes the curves as CSV (both) and SVG (the windows) to --out (default
+benchmarks/results/), as --name (default lm_quality) .csv and .svg.
 """
 
 import argparse
@@ -48,6 +49,8 @@ SYSTEMS = {  # name -> (module, layer class) for the recurrent layers
     "keras.layers.LSTM": ("keras.layers", "LSTM"),
     "unfold_rnn.GRU": ("unfold_rnn", "GRU"),
     "keras.layers.GRU": ("keras.layers", "GRU"),
+    "unfold_rnn.MinGRU": ("unfold_rnn", "MinGRU"),
+    "unfold_rnn.MinLSTM": ("unfold_rnn", "MinLSTM"),
 }
 
 parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -59,6 +62,7 @@ parser.add_argument("--seed", type=int, default=0)
 parser.add_argument("--dropout", type=float, default=0.2, help="rate of the Dropout layers")
 parser.add_argument("--final-lr", type=float, default=1e-4, help="learning rate at the end")
 parser.add_argument("--out", default=str(Path(__file__).parent / "results"))
+parser.add_argument("--name", default="lm_quality", help="the files' name in --out")
 parser.add_argument("--one", help=argparse.SUPPRESS)  # internal: train one system, print JSON
 args = parser.parse_args()
 
@@ -133,6 +137,7 @@ def train_one(name: str) -> dict:
     return {
         "name": name,
         "tokens_per_second": steps_per_second * batch_size * seq_len,
+        "parameters": model.count_params(),
         "curve": [(seconds, logs["val_loss"]) for seconds, logs in budget.history],
         "stream_curve": [(s, logs["val_stream_loss"]) for s, logs in budget.history],
         "streams": STREAMS,
@@ -245,15 +250,16 @@ for curve, title in (
     best = " ".join(f"{min(loss for _, loss in r[curve]):20.3f}" for r in results.values())
     print(f"{'best':>8} {best}")
 print(f"{'tokens/s':>8} " + " ".join(f"{r['tokens_per_second']:20,.0f}" for r in results.values()))
+print(f"{'params':>8} " + " ".join(f"{r['parameters']:20,}" for r in results.values()))
 
 out = Path(args.out)
 out.mkdir(parents=True, exist_ok=True)
-with open(out / "lm_quality.csv", "w") as f:
+with open(out / f"{args.name}.csv", "w") as f:
     f.write("system,training_seconds,val_nats_per_char,val_stream_nats_per_char\n")
     for name, result in results.items():
         for (seconds, loss), (_, streamed) in zip(
             result["curve"], result["stream_curve"], strict=True
         ):
             f.write(f"{name},{seconds:.1f},{loss:.4f},{streamed:.4f}\n")
-(out / "lm_quality.svg").write_text(svg_plot({n: r["curve"] for n, r in results.items()}))
-print(f"\ncurves written to {out / 'lm_quality.csv'} and {out / 'lm_quality.svg'}")
+(out / f"{args.name}.svg").write_text(svg_plot({n: r["curve"] for n, r in results.items()}))
+print(f"\ncurves written to {out / args.name}.csv and .svg")

@@ -54,10 +54,11 @@ def measure(lengths: list[int], rounds: int) -> dict[int, dict[str, float]]:
 def table(medians: dict[int, dict[str, float]]) -> str:
     labels = [c[0] for c in COLUMNS]
     ratio_names = [f"{a}/{b}" for a, b in RATIOS]
-    lines = [f"{'steps':>6}" + "".join(f"{c:>13}" for c in labels + ratio_names)]
+    width = 2 + max(len(name) for name in labels + ratio_names)
+    lines = [f"{'steps':>6}" + "".join(f"{c:>{width}}" for c in labels + ratio_names)]
     for n, row in medians.items():
-        line = f"{n:>6}" + "".join(f"{row[c]:13,.0f}" for c in labels)
-        line += "".join(f"{row[a] / row[b]:12.2f}x" for a, b in RATIOS)
+        line = f"{n:>6}" + "".join(f"{row[c]:{width},.0f}" for c in labels)
+        line += "".join(f"{row[a] / row[b]:{width - 1}.2f}x" for a, b in RATIOS)
         lines.append(line)
     return "\n".join(lines)
 

@@ -33,7 +33,14 @@ COMMANDS = {
     # Our LSTM and Keras's, 20 minutes each on a text (--text); also writes .csv and .svg.
     "quality": "lm_quality.py {text} --minutes 20 --eval-steps 200 --seed 0 "
     "--systems unfold_rnn.LSTM keras.layers.LSTM --out benchmarks/results",
+    # minGRU and minLSTM against the sequence length, and against our LSTM in the race.
+    "lengths": "parallel_scan.py --rounds 3 --svg benchmarks/results/parallel_scan.svg",
+    "min_quality": "lm_quality.py {text} --minutes 20 --eval-steps 200 --seed 0 "
+    "--systems unfold_rnn.MinGRU unfold_rnn.MinLSTM unfold_rnn.LSTM --out benchmarks/results "
+    "--name min_quality",
 }
+NEEDS_TEXT = ("quality", "min_quality")
+FILES = {"quality": "lm_quality", "lengths": "parallel_scan"}  # results file, if not the table's
 
 
 def cpu_name() -> str:
@@ -75,8 +82,7 @@ def measure(table: str, text: str | None) -> None:
         text=True,
         check=True,
     )
-    name = "lm_quality" if table == "quality" else table
-    (RESULTS / f"{name}.txt").write_text(header(command) + done.stdout)
+    (RESULTS / f"{FILES.get(table, table)}.txt").write_text(header(command) + done.stdout)
 
 
 def read_rows(table: str) -> tuple[list[str], list[str], list[list[str]]]:
@@ -124,20 +130,40 @@ def memory_table() -> str:
     return "\n".join([*out, "", f"Measured: {head[1]}. Made by {made}."])
 
 
-def quality_table() -> str:
-    """The validation loss read as streams, ours and Keras's, at equal training time."""
-    text = (RESULTS / "lm_quality.txt").read_text()
+def quality_table(table: str) -> str:
+    """The validation loss read as streams, for each system, at equal training time."""
+    text = (RESULTS / f"{FILES.get(table, table)}.txt").read_text()
     head = [line[2:] for line in text.splitlines() if line.startswith("# ")]
-    streams = text[text.index("streams, states carried") :].splitlines()[2:]
-    out = ["| minutes | ours, nats/char | Keras's, nats/char |", "|---|---|---|"]
-    for line in streams:
+    streams = text[text.index("streams, states carried") :].splitlines()[1:]
+    systems = streams[0].split()[1:]
+    names = [
+        f"Keras's {s.removeprefix('keras.layers.')}"
+        if s.startswith("keras")
+        else f"our {s.removeprefix('unfold_rnn.')}"
+        for s in systems
+    ]
+    out = ["| minutes | " + " | ".join(f"{n}, nats/char" for n in names) + " |"]
+    out.append("|---" * (len(names) + 1) + "|")
+    for line in streams[1:]:
         words = line.split()
-        if words and words[0] == "tokens/s":
-            out.append(f"| tokens/s | {words[1]} | {words[2]} |")
+        if words and words[0] in ("tokens/s", "params"):
+            out.append(f"| {words[0]} | " + " | ".join(words[1:]) + " |")
         elif words and re.match(r"[\d.]+$|best$", words[0]):
-            ours, keras = (w for w in words[1:] if not w.startswith("("))
-            out.append(f"| {words[0]} | {ours} | {keras} |")
-    made = f"`python benchmarks/report.py --only quality --text T`, which runs `{head[0]}`"
+            losses = [w for w in words[1:] if not w.startswith("(")]
+            out.append(f"| {words[0]} | " + " | ".join(losses) + " |")
+    made = f"`python benchmarks/report.py --only {table} --text T`, which runs `{head[0]}`"
+    return "\n".join([*out, "", f"Measured: {head[1]}. Made by {made}."])
+
+
+def lengths_table() -> str:
+    """Tokens/s of every column at every length, and the ratios."""
+    lines = (RESULTS / "parallel_scan.txt").read_text().splitlines()
+    head = [line[2:] for line in lines if line.startswith("# ")]
+    start = next(i for i, line in enumerate(lines) if line.split()[:1] == ["steps"])
+    columns = lines[start].split()
+    out = ["| " + " | ".join(columns) + " |", "|---" * len(columns) + "|"]
+    out += ["| " + " | ".join(line.split()) + " |" for line in lines[start + 1 :] if line.strip()]
+    made = f"`python benchmarks/report.py --only lengths`, which runs `{head[0]}`"
     return "\n".join([*out, "", f"Measured: {head[1]}. Made by {made}."])
 
 
@@ -152,13 +178,15 @@ def render() -> None:
             "generation", [("ours", "keras"), ("ours", "torch")], "chars/s"
         ),
         "memory": memory_table,
-        "quality": quality_table,
+        "quality": lambda: quality_table("quality"),
+        "lengths": lengths_table,
+        "min_quality": lambda: quality_table("min_quality"),
     }
     for page in PAGES:
         text = page.read_text()
         for name, make in tables.items():
             pattern = re.compile(rf"(<!-- table:{name} -->\n).*?(<!-- end -->)", re.S)
-            source = RESULTS / f"{'lm_quality' if name == 'quality' else name}.txt"
+            source = RESULTS / f"{FILES.get(name, name)}.txt"
             if pattern.search(text) and source.is_file():
                 table = make()
                 text = pattern.sub(lambda m, t=table: m.group(1) + t + "\n" + m.group(2), text)
@@ -171,11 +199,12 @@ def main() -> None:
     parser.add_argument("--text", help="the quality race's text, e.g. tinyshakespeare.txt")
     parser.add_argument("--render", action="store_true", help="measure nothing")
     args = parser.parse_args()
-    if "quality" in args.only and not args.render and not args.text:
+    racing = [t for t in args.only if t in NEEDS_TEXT]
+    if racing and not args.render and not args.text:
         if args.only != list(COMMANDS):
-            parser.error("the quality table needs --text PATH (e.g. tinyshakespeare.txt)")
-        print("no --text: the quality table is left as it is", flush=True)
-        args.only.remove("quality")
+            parser.error("the quality tables need --text PATH (e.g. tinyshakespeare.txt)")
+        print("no --text: the quality tables are left as they are", flush=True)
+        args.only = [t for t in args.only if t not in NEEDS_TEXT]
     if not args.render:
         for table in args.only:
             measure(table, args.text)

@@ -33,9 +33,9 @@ MIRRORED = textwrap.dedent(
     from unfold_rnn.config import LanguageModelConfig
     from unfold_rnn.training import train_language_model
 
-    text, logdir = sys.argv[1], sys.argv[2]
+    text, logdir, cell = sys.argv[1], sys.argv[2], sys.argv[3]
     config = LanguageModelConfig(
-        text=text, units=16, layers=2, embedding_dim=8, seq_len=20, batch_size=8,
+        text=text, cell=cell, units=16, layers=2, embedding_dim=8, seq_len=20, batch_size=8,
         steps_per_epoch=4, epochs=2,
     )
     two = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
@@ -72,9 +72,10 @@ MIRRORED = textwrap.dedent(
 
 
 @pytest.mark.slow
-def test_mirrored_on_two_cpus_matches_one_device(tmp_path, text_file):
+@pytest.mark.parametrize("cell", ["lstm", "mingru"])
+def test_mirrored_on_two_cpus_matches_one_device(cell, tmp_path, text_file):
     result = subprocess.run(
-        [sys.executable, "-c", MIRRORED, str(text_file), str(tmp_path)],
+        [sys.executable, "-c", MIRRORED, str(text_file), str(tmp_path), cell],
         capture_output=True,
         text=True,
         timeout=600,
