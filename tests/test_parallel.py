@@ -54,17 +54,18 @@ def test_parallel_equals_sequential(layer_class, go_backwards, masked, with_init
     _assert_close_relative(_run(parallel, x, mask, h0), _run(sequential, x, mask, h0))
 
 
-@pytest.mark.parametrize("steps_known", [True, False])
+@pytest.mark.parametrize("batch, steps", [(3, 25), (None, 25), (3, None)])
 @pytest.mark.parametrize("layer_class", MINIMAL)
-def test_traced_and_compiled_equals_sequential(layer_class, steps_known):
-    """In a graph, as `model.fit` runs it, the parallel scan is compiled with XLA; with the
-    number of steps unknown when traced, the layer unfolds sequentially. Same numbers."""
+def test_traced_and_compiled_equals_sequential(layer_class, batch, steps):
+    """In a graph, as `model.fit` runs it, the parallel scan is compiled with XLA, for any
+    batch size; with the number of steps unknown when traced, the layer unfolds
+    sequentially. Same numbers."""
     rng = np.random.default_rng(3)
     x = rng.normal(size=(3, 25, 4)).astype("float32")
     mask = rng.random((3, 25)) > 0.3
     parallel, sequential = _twins(layer_class, 4)
-    spec = tf.TensorSpec((3, 25 if steps_known else None, 4), tf.float32)
-    mask_spec = tf.TensorSpec((3, 25 if steps_known else None), tf.bool)
+    spec = tf.TensorSpec((batch, steps, 4), tf.float32)
+    mask_spec = tf.TensorSpec((batch, steps), tf.bool)
     traced = tf.function(lambda x, m: _run(parallel, x, m), input_signature=[spec, mask_spec])
     _assert_close_relative(traced(x, mask), _run(sequential, x, mask))
 

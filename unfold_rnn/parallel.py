@@ -80,11 +80,14 @@ def _scan(a: tf.Tensor, b: tf.Tensor) -> tf.Tensor:
     if steps % 2:  # an even count: one more step that keeps h (a = 1, b = 0)
         a = tf.concat([a, tf.ones_like(a[:1])], axis=0)
         b = tf.concat([b, tf.zeros_like(b[:1])], axis=0)
+    rest = tf.shape(a)[1:]  # the batch may be unknown when traced
     # Steps 2i and 2i+1 side by side: (T/2, 2, ...) split into the first and the second.
     (a_first, a_second), (b_first, b_second) = (
-        tf.unstack(tf.reshape(x, [-1, 2, *x.shape[1:]]), axis=1) for x in (a, b)
+        tf.unstack(tf.reshape(x, tf.concat([[a.shape[0] // 2, 2], rest], 0)), axis=1)
+        for x in (a, b)
     )
     h_second = _scan(a_second * a_first, a_second * b_first + b_second)  # h_1, h_3, ...
     h_before = tf.concat([tf.zeros_like(h_second[:1]), h_second[:-1]], axis=0)
     h_first = a_first * h_before + b_first  # h_0, h_2, ...
-    return tf.reshape(tf.stack([h_first, h_second], axis=1), [-1, *a.shape[1:]])[:steps]
+    both = tf.reshape(tf.stack([h_first, h_second], axis=1), tf.concat([[a.shape[0]], rest], 0))
+    return both[:steps]
