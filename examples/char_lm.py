@@ -22,7 +22,7 @@ from unfold_rnn.data import default_corpus, read_text, text_data
 from unfold_rnn.sampling import Sampler
 
 text_path = sys.argv[1] if len(sys.argv) > 1 else None  # None: the built-in corpus
-cell = "lstm"  # "vanilla", "gru" or "lstm"
+cell = "lstm"  # "vanilla", "gru", "lstm", "mingru" or "minlstm"
 units = 256  # state size of each recurrent layer
 num_layers = 2  # recurrent layers stacked
 embedding_dim = 64  # size of each character's embedding

@@ -43,7 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     lm, add = LanguageModelConfig(), AdditionConfig()
     parser = _Parser(
         prog="unfold-rnn",
-        description="Vanilla, GRU and LSTM networks unfolded with tf.scan: train, watch, sample.",
+        description="Recurrent networks unfolded over time: train, watch, sample.",
     )
     parser.add_argument("--version", action="version", version=f"unfold_rnn {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
