@@ -71,6 +71,7 @@ class Unfold(keras.layers.Layer):
             cell's step, with `backward`). By default parallel where the cell allows it. The
             parallel scan is laid out for a number of steps known when the layer is traced;
             where it is not, the layer unfolds sequentially. Both give the same numbers.
+            `jit_compile` applies to the sequential fast path only.
 
     Call arguments:
         sequences: (batch, time, features) float tensor.
@@ -122,9 +123,6 @@ class Unfold(keras.layers.Layer):
         # Functions, not sublayers: kept past Keras's attribute tracking. Each is traced and
         # compiled once per input shape.
         object.__setattr__(self, "_compiled_passes", bptt.Passes.compiled())
-        object.__setattr__(
-            self, "_compiled_parallel", tf.function(parallel.unfold, jit_compile=True)
-        )
         # As in Keras, the carried states of a stateful layer are not weights: they are not
         # saved, and a stateful layer has exactly the weights of a stateless one.
         object.__setattr__(self, "_state_variables", None)
@@ -284,12 +282,11 @@ class Unfold(keras.layers.Layer):
     def _unfold(self, inputs: tf.Tensor, states: tuple, mask: Any, recurrent_mask: Any) -> Any:
         """The time loop, time-major: the parallel scan (`scan`), or the sequential reference
         or fast path (`backward`)."""
-        compiled = self.jit_compile and not tf.executing_eagerly()
         if self.scan == "parallel" and inputs.shape[0] is not None:  # else: sequentially
-            run = self._compiled_parallel if compiled else parallel.unfold
-            return run(self.cell, inputs, states, mask, recurrent_mask)
+            return parallel.unfold(self.cell, inputs, states, mask, recurrent_mask)
         if self.backward == "autodiff":
             return scan.unfold(self.cell, inputs, states, mask, recurrent_mask)
+        compiled = self.jit_compile and not tf.executing_eagerly()
         passes = self._compiled_passes if compiled else bptt.Passes()
         return bptt.unfold(self.cell, inputs, states, mask, recurrent_mask, passes)
 
