@@ -14,6 +14,7 @@ Holtzman et al. 2020), or takes the most likely character (`greedy`).
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from dataclasses import dataclass
 from typing import Any
@@ -64,7 +65,11 @@ class SamplingOptions:
 def filter_logits(logits: tf.Tensor, options: SamplingOptions) -> tf.Tensor:
     """Logits (B, V) scaled by the temperature, with characters outside top-k / top-p set
     to -inf so they are never drawn."""
-    logits = tf.cast(logits, tf.float32) / options.temperature
+    return keep_top(tf.cast(logits, tf.float32) / options.temperature, options)
+
+
+def keep_top(logits: tf.Tensor, options: SamplingOptions) -> tf.Tensor:
+    """Logits (B, V) with the characters outside top-k / top-p set to -inf."""
     never = tf.fill(tf.shape(logits), -np.inf)
     if options.top_k is not None:
         kth = tf.math.top_k(logits, k=options.top_k).values[:, -1:]  # (B, 1)
@@ -115,6 +120,11 @@ class Sampler:
         self._read = tf.function(self._read_fn, reduce_retracing=True)
         self._advance: dict[SamplingOptions, Any] = {}  # one compiled function per options
 
+    @property
+    def recurrent_layers(self) -> list[keras.layers.Layer]:
+        """The model's recurrent layers, in the order `step`'s states list them."""
+        return list(self._recurrent)
+
     def initial_states(self, batch_size: int) -> list[list[tf.Tensor]]:
         return [list(layer.cell.get_initial_state(batch_size)) for layer in self._recurrent]
 
@@ -157,21 +167,50 @@ class Sampler:
             raise ValueError("The prime must have at least one character to start from.")
         prime_ids = self.vocab.encode(prime)  # a clear error for unknown characters
         prime_ids = np.broadcast_to(prime_ids, (num_samples, len(prime_ids)))
-        logits, states = self._read(
-            tf.constant(prime_ids, tf.int32), self.initial_states(num_samples)
+        ids = self.continuation(
+            tf.constant(prime_ids, tf.int32),
+            tf.constant(length, tf.int32),
+            tf.constant(temperature, tf.float32),
+            tf.constant(seed if seed is not None else _fresh_seed(), tf.int32),
+            options,
         )
-        seed = tf.constant(seed if seed is not None else _fresh_seed(), tf.int32)
-        if options not in self._advance:
-            # tf.function would key an options object by its identity and retrace for
-            # every equal copy; keyed here by value instead.
-            advance = functools.partial(self._advance_fn, options=options)
-            self._advance[options] = tf.function(advance, jit_compile=True)
-        chunks = []
-        for start in range(0, length, CHUNK):  # the last chunk's surplus is dropped
-            ids, logits, states = self._advance[options](logits, states, seed, tf.constant(start))
-            chunks.append(ids.numpy())
-        out = np.concatenate(chunks, axis=1)[:, :length] if chunks else np.zeros((num_samples, 0))
-        return [self.vocab.decode(row) for row in out]
+        return [self.vocab.decode(row) for row in ids.numpy()]
+
+    def continuation(
+        self,
+        prime_ids: tf.Tensor,
+        length: tf.Tensor,
+        temperature: tf.Tensor,
+        seed: tf.Tensor,
+        options: SamplingOptions = SamplingOptions(),
+    ) -> tf.Tensor:
+        """The ids (B, length) drawn after reading `prime_ids` (B, P), P >= 1, at
+        `temperature` with `seed`; `options` gives top-k, top-p and greedy (its temperature
+        is not used). Runs eagerly or inside a `tf.function` (the exported `generate`), with
+        the same compiled loop and so the same draws."""
+        logits, states = self._read(prime_ids, self.initial_states(tf.shape(prime_ids)[0]))
+        advance = self._compiled_advance(options)
+        chunks = (length + CHUNK - 1) // CHUNK  # the last chunk's surplus is dropped
+
+        def body(i: tf.Tensor, logits: tf.Tensor, states: list, picked: tf.TensorArray):
+            ids, logits, states = advance(logits, states, seed, i * CHUNK, temperature)
+            return i + 1, logits, states, picked.write(i, ids)
+
+        picked = tf.TensorArray(tf.int32, size=chunks, element_shape=(prime_ids.shape[0], CHUNK))
+        *_, picked = tf.while_loop(
+            lambda i, *_: i < chunks, body, (tf.constant(0), logits, states, picked)
+        )
+        ids = tf.reshape(tf.transpose(picked.stack(), [1, 0, 2]), [tf.shape(prime_ids)[0], -1])
+        return ids[:, :length]
+
+    def _compiled_advance(self, options: SamplingOptions) -> Any:
+        """The XLA-compiled chunk loop for `options`, compiled once for all temperatures.
+        Keyed by value: tf.function would key an options object by its identity."""
+        key = dataclasses.replace(options, temperature=1.0)
+        if key not in self._advance:
+            advance = functools.partial(self._advance_fn, options=key)
+            self._advance[key] = tf.function(advance, jit_compile=True)
+        return self._advance[key]
 
     def _read_fn(self, ids: tf.Tensor, states: list) -> tuple[tf.Tensor, list]:
         """Steps through ids (B, P), P >= 1: the logits after the last one, and the states."""
@@ -191,6 +230,7 @@ class Sampler:
         states: list,
         seed: tf.Tensor,
         start: tf.Tensor,
+        temperature: tf.Tensor,
         options: SamplingOptions,
     ) -> tuple[tf.Tensor, tf.Tensor, list]:
         """CHUNK times: pick the next characters from `logits`, step the model on them.
@@ -201,7 +241,7 @@ class Sampler:
             if options.greedy:
                 ids = tf.argmax(logits, axis=-1, output_type=tf.int32)
             else:
-                filtered = filter_logits(logits, options)
+                filtered = keep_top(tf.cast(logits, tf.float32) / temperature, options)
                 # Gumbel-max: argmax(logits + Gumbel noise) is a draw from softmax(logits).
                 key = tf.stack([seed, start + t])
                 uniform = tf.random.stateless_uniform(tf.shape(filtered), key, 1e-20, 1.0)
