@@ -14,7 +14,7 @@ from unfold_rnn import cli
 ROOT = Path(__file__).resolve().parents[1]
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md")), ROOT / "benchmarks/README.md"]
 LINK = re.compile(r"\]\(([^)\s]+)\)")
-SUBCOMMANDS = ["train-lm", "train-addition", "sample", "evaluate", "inspect"]
+SUBCOMMANDS = ["train-lm", "train-addition", "sample", "evaluate", "inspect", "export"]
 COMMAND = re.compile(r"unfold-rnn(?: [^`#\n|]*)?")  # up to a code span's end, a comment, a cell
 
 

@@ -33,6 +33,7 @@ _PUBLIC = {
     "WholeSequenceAccuracy": "models",
     "build_binary_addition_model": "models",
     "build_language_model": "models",
+    "export": "exporting",
 }
 
 __all__ = [*_PUBLIC, "__version__"]
@@ -60,6 +61,7 @@ def __dir__() -> list[str]:
 if TYPE_CHECKING:
     from unfold_rnn.cells import GRUCell, LSTMCell, VanillaCell
     from unfold_rnn.data import CharVocab
+    from unfold_rnn.exporting import export
     from unfold_rnn.layers import GRU, LSTM, MinGRU, MinLSTM, Unfold, VanillaRNN
     from unfold_rnn.min_cells import MinGRUCell, MinLSTMCell
     from unfold_rnn.models import (

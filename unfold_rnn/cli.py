@@ -5,6 +5,7 @@
     unfold-rnn sample RUN_DIR  write text from a trained language model to stdout
     unfold-rnn evaluate RUN_DIR --text PATH   loss of a language model on a text
     unfold-rnn inspect RUN_DIR  what the units do: coloured text, gate saturation, carry
+    unfold-rnn export RUN_DIR --out DIR   a SavedModel for TF Serving, a LiteRT step model
 
 Arguments are parsed into the configuration dataclasses, then the API does the work. Every
 message for the person at the terminal is produced here; a bad argument or input ends the
@@ -161,6 +162,19 @@ def build_parser() -> argparse.ArgumentParser:
     inspect.add_argument("--unit", type=int, help="the unit to show besides those found")
     inspect.add_argument("--state", default="h", help="h, or an LSTM's cell state c")
     inspect.add_argument("--out", help="where the files go (default: RUN_DIR/inspect)")
+
+    export = commands.add_parser(
+        "export",
+        help="a SavedModel for TF Serving and a LiteRT step model",
+        description="Write the run's model as a SavedModel in OUT/VERSION (OUT is then a TF "
+        "Serving model base path) with the signatures serving_default, step and generate, and "
+        "its step as OUT/step.tflite; a binary-addition run gets serving_default only. None of "
+        "it needs unfold_rnn to run (docs/export.md).",
+    )
+    export.add_argument("run_dir", metavar="RUN_DIR", help="a train-lm or train-addition run")
+    export.add_argument("--out", required=True, help="the model base path to write into")
+    export.add_argument("--version", type=int, default=1, help="its directory (default: 1)")
+    export.add_argument("--overwrite", action="store_true", help="replace the version if it exists")
     return parser
 
 
@@ -349,12 +363,35 @@ def _inspect(args: argparse.Namespace) -> None:
     print("Wrote " + ", ".join(str(path) for path in found.files))
 
 
+def _export(args: argparse.Namespace) -> None:
+    from unfold_rnn.exporting import export
+
+    if args.version < 1:
+        raise ValueError(f"--version must be at least 1; got {args.version}.")
+    exported = export(args.run_dir, args.out, args.version, args.overwrite)
+    print(f"SavedModel: {exported.saved_model}")
+    if exported.tflite is not None:
+        print(f"LiteRT step model: {exported.tflite}")
+        order = ", ".join(
+            f"{slot.layer}.{slot.state} [{slot.offset}:{slot.offset + slot.size}]"
+            for slot in exported.state_layout
+        )
+        print(f"State width: {exported.state_width}: {order}")
+    out = Path(args.out).resolve()
+    print(
+        "Serve it: docker run -p 8501:8501 "
+        f"--mount type=bind,source={out},target=/models/{out.name} "
+        f"-e MODEL_NAME={out.name} tensorflow/serving"
+    )
+
+
 COMMANDS = {
     "train-lm": _train_lm,
     "train-addition": _train_addition,
     "sample": _sample,
     "evaluate": _evaluate,
     "inspect": _inspect,
+    "export": _export,
 }
 
 
