@@ -42,6 +42,23 @@ def test_three_steps_worked_out_by_hand(layer_class, scan):
     np.testing.assert_allclose(outputs[0, :, 0], expected, rtol=1e-6)
 
 
+@pytest.mark.parametrize("scale", [1.0, 200.0])
+def test_minlstm_normalises_its_gates_at_any_scale(scale):
+    """f' = f / (f + i) against float64, also where both gates underflow float32 (k < -104)
+    and where the plain quotient's gradient, i / (f + i)^2, overflows: finite, and equal."""
+    k = np.random.default_rng(0).normal(size=(64, 3)) * scale
+    k[:8, :2] = -np.abs(k[:8, :2]) - 120  # both gates far below float32's smallest number
+    projected = tf.constant(k, tf.float32)
+    with tf.GradientTape() as tape:
+        tape.watch(projected)
+        forget, _, _ = unfold_rnn.MinLSTMCell(1).coefficients(projected)
+    gradient = tape.gradient(forget, projected).numpy()
+    log_f, log_i = -np.logaddexp(0, -k[:, :1]), -np.logaddexp(0, -k[:, 1:2])  # float64
+    expected = 1 / (1 + np.exp(log_i - log_f))
+    np.testing.assert_allclose(forget.numpy(), expected, rtol=1e-5, atol=1e-7)
+    assert np.isfinite(gradient).all()
+
+
 def test_g():
     x = tf.constant([-30.0, -2.0, -1e-3, 0.0, 1e-3, 2.0, 30.0])
     expected = [1 / (1 + np.exp(30.0)), 1 / (1 + np.exp(2.0)), 1 / (1 + np.exp(1e-3))]

@@ -98,6 +98,8 @@ class MinLSTMCell(_MinimalCell):
 
     def coefficients(self, projected: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, dict]:
         k_f, k_i, x_h = tf.split(projected, 3, axis=-1)
-        f, i = tf.sigmoid(k_f), tf.sigmoid(k_i)
-        forget, remember = f / (f + i), i / (f + i)
+        # f / (f + i) = sigmoid(log f - log i), with log sigmoid(k) = -softplus(-k): both
+        # gates can be far below float32's range without a 0 / 0 or an infinite gradient.
+        forget = tf.sigmoid(tf.nn.softplus(-k_i) - tf.nn.softplus(-k_f))
+        remember = 1 - forget
         return forget, remember * g(x_h), {"forget": forget, "input": remember}
