@@ -152,16 +152,23 @@ def _describe(path: Path, **description: object) -> None:
 # -- the language model ------------------------------------------------------------------------
 
 
-class _LanguageModelServing(tf.Module):
-    """The three signatures of a language model, over its weights and its vocabulary."""
+class _Serving(tf.Module):
+    """A model's weights and its inference call, for the signatures of a subclass."""
 
-    def __init__(self, model: keras.Model, vocab: CharVocab, staging: Path) -> None:
+    def __init__(self, model: keras.Model) -> None:
         super().__init__()
         # The weights are saved as a list, as Keras's own ExportArchive does, and the model
         # is called, not tracked, so that every loader, LiteRT's converter among them,
         # restores them.
         self._weights = [variable.value for variable in model.variables]
         self._forward = functools.partial(model, training=False)
+
+
+class _LanguageModelServing(_Serving):
+    """The three signatures of a language model, over its weights and its vocabulary."""
+
+    def __init__(self, model: keras.Model, vocab: CharVocab, staging: Path) -> None:
+        super().__init__(model)
         self._sampler = Sampler(model, vocab)
         self._vocab_size = len(vocab)
         chars_file = staging / "assets_source" / CHARS_ASSET
@@ -266,14 +273,9 @@ def _state_layout(layers: list[keras.layers.Layer]) -> tuple[StateSlot, ...]:
 # -- binary addition ---------------------------------------------------------------------------
 
 
-class _AdderServing(tf.Module):
+class _AdderServing(_Serving):
     width = 0  # no `step`, so no states travel
     layout = ()
-
-    def __init__(self, model: keras.Model) -> None:
-        super().__init__()
-        self._weights = [variable.value for variable in model.variables]
-        self._forward = functools.partial(model, training=False)
 
     def save(self, path: Path) -> None:
         tf.saved_model.save(self, str(path), signatures={"serving_default": self.serve})
