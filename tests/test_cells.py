@@ -169,7 +169,7 @@ def test_step_with_gates_reports_the_sigmoid_gates(name, gate_blocks, rng):
 @pytest.mark.parametrize("activation", ["tanh", "sigmoid", "relu"])
 def test_vanilla_output_slope_is_the_activations_derivative(activation, rng):
     """act'(z) from h = act(z) alone, against TensorFlow's derivative of act at z."""
-    slope = unfold_rnn.VanillaCell(3, activation=activation).output_slope()
+    slope = unfold_rnn.VanillaCell(3, activation=activation).fast_path().slope
     z = tf.constant(rng.normal(scale=2.0, size=(4, 3)).astype("float32"))
     with tf.GradientTape() as tape:
         tape.watch(z)
@@ -188,4 +188,4 @@ def test_vanilla_output_slope_is_the_activations_derivative(activation, rng):
     ids=["softsign", "custom", "gru", "lstm"],
 )
 def test_no_output_slope_where_the_output_does_not_decide_it(cell):
-    assert cell.output_slope() is None
+    assert cell.fast_path().slope is None

@@ -15,6 +15,7 @@ import tensorflow as tf
 from conftest import KINDS, randomize_weights
 
 import unfold_rnn
+from unfold_rnn.contract import Combine, LinearInH, OneMatmulStep
 
 B, T, D, UNITS = 4, 6, 3, 5
 # One row per masking pattern: gaps after leading masked steps, all kept, trailing padding,
@@ -66,8 +67,9 @@ def _assert_all_close(ours, theirs, atol=1e-5):
         np.testing.assert_allclose(a, b, atol=atol, rtol=1e-5)
 
 
-def _built_pair(kind, rng, backward="handwritten", **kwargs):
-    """Our layer (with `backward`) and Keras's, built, with the same random weights."""
+def _built_pair(kind, rng, backward=None, **kwargs):
+    """Our layer (with `backward`; by default, the fastest exact one the cell offers) and
+    Keras's, built, with the same random weights."""
     ours = kind.ours(UNITS, backward=backward, **kind.kwargs, **kwargs)
     theirs = kind.theirs(UNITS, **kind.kwargs, **kwargs)
     x = np.zeros((B, T, D), "float32")
@@ -103,7 +105,7 @@ PARITY_CASES = _pairwise(
         "go_backwards": [False, True],
         "masked": [False, True],
         "with_initial_state": [False, True],
-        "backward": ["handwritten", "autodiff"],
+        "backward": [None, "autodiff"],  # None: the hand-written pass where the cell has one
         "traced": [False, True],
     }
 )
@@ -115,7 +117,9 @@ PARITY_CASES = _pairwise(
 @pytest.mark.parametrize(
     "case",
     PARITY_CASES,
-    ids=lambda c: "-".join(str(int(v) if isinstance(v, bool) else v[:4]) for v in c.values()),
+    ids=lambda c: "-".join(
+        str(int(v)) if isinstance(v, bool) else (v or "fast")[:4] for v in c.values()
+    ),
 )
 def test_matches_keras_outputs_states_and_gradients(kind, rng, case):
     """Outputs, final states and the gradients of x, the initial states and every weight,
@@ -413,13 +417,14 @@ def test_dropout_scan_equals_loop_with_the_same_masks(kind, rng):
 
 
 def _twins(kind, rng, **kwargs):
-    """The same layer twice, `backward="handwritten"` and `"autodiff"`, with the same weights
-    and the same dropout seed (so that, called alike, they draw the same masks)."""
+    """The same layer twice, by default (the hand-written pass where the cell has one) and
+    `backward="autodiff"`, with the same weights and the same dropout seed (so that, called
+    alike, they draw the same masks)."""
     layers = [
         kind.ours(
             UNITS, return_sequences=True, return_state=True, backward=b, **kind.kwargs, **kwargs
         )
-        for b in ("handwritten", "autodiff")
+        for b in (None, "autodiff")
     ]
     x = rng.normal(size=(B, T, D)).astype("float32")
     for layer in layers:
@@ -457,21 +462,34 @@ def test_vanilla_backward_with_other_activations_equals_autodiff(rng, traced, ac
     """sigmoid and relu, whose slope the backward pass reads from h_t as it does tanh's, and
     softsign, whose slope needs z_t."""
     kind = KINDS["vanilla"]
-    assert (unfold_rnn.VanillaCell(2, activation=activation).output_slope() is None) == (
-        activation == "softsign"
-    )
+    plan = unfold_rnn.VanillaCell(2, activation=activation).fast_path()
+    assert (plan.combine is Combine.SUM) == (activation == "softsign")
     _check_handwritten_equals_autodiff(kind, rng, traced, activation=activation)
 
 
-def test_plans_follow_what_cells_declare():
-    """The fast path's one decision, from the cells' declarations alone; a cell with two
-    matmuls a step (GRU with reset_after=False) has none and runs the reference scan."""
-    plan = unfold_rnn.bptt.plan
-    assert plan(unfold_rnn.VanillaCell(2)).keeps == "outputs"
-    assert plan(unfold_rnn.VanillaCell(2, activation="softsign")).keeps == "sum"
-    assert plan(unfold_rnn.LSTMCell(2)).keeps == "sum"
-    assert plan(unfold_rnn.GRUCell(2)).keeps == "recurrent"
-    assert plan(unfold_rnn.GRUCell(2, reset_after=False)) is None
+def test_cells_declare_what_their_step_offers():
+    """The fast paths' one input, a value from each cell: how its step reads x_t W + b and
+    r_t, and which states it reads itself. GRU with reset_after=False (two matmuls a step)
+    offers none and runs the reference scan."""
+    assert unfold_rnn.VanillaCell(2).fast_path().combine is Combine.ACTIVATION
+    assert unfold_rnn.VanillaCell(2, activation="softsign").fast_path() == OneMatmulStep(
+        Combine.SUM
+    )
+    assert unfold_rnn.LSTMCell(2).fast_path() == OneMatmulStep(Combine.SUM, reads=("c",))
+    assert unfold_rnn.GRUCell(2).fast_path() == OneMatmulStep(Combine.PARTS, reads=("h",))
+    assert unfold_rnn.GRUCell(2, reset_after=False).fast_path() is None
+    assert unfold_rnn.MinGRUCell(2).fast_path() == LinearInH()
+
+
+def test_a_path_the_cell_does_not_offer_is_refused_when_the_layer_is_made():
+    with pytest.raises(ValueError, match="GRUCell offers no hand-written backward pass"):
+        unfold_rnn.GRU(3, reset_after=False, backward="handwritten")
+    with pytest.raises(ValueError, match="scan='parallel' needs a cell whose step is linear"):
+        unfold_rnn.LSTM(3, scan="parallel")
+    with pytest.raises(ValueError, match="its own gradient"):
+        unfold_rnn.MinGRU(3, backward="autodiff")
+    assert unfold_rnn.GRU(3, reset_after=False).backward is None  # the default: autodiff
+    unfold_rnn.MinGRU(3, scan="sequential", backward="autodiff")
 
 
 # -- tf.scan is the time loop ---------------------------------------------------------------
@@ -511,7 +529,10 @@ def test_tf_scan_is_the_loop_forward_and_backward(kind, rng, mode):
         run = lambda: model.fit(x, y, epochs=1, verbose=0)  # noqa: E731
     forward, backward, other_loops = _count_loops(run)
     assert forward >= 1
-    assert backward >= (1 if layer.cell.one_matmul_per_step else 0)
+    if layer.cell.fast_path() is None:  # autodiff: TensorFlow's gradient of the forward scan
+        assert backward == 0
+    else:
+        assert backward >= 1
     assert other_loops == 0
 
 

@@ -84,7 +84,7 @@ def test_the_scan_is_saved_with_the_layer(layer_class, tmp_path):
     model.save(tmp_path / "model.keras")
     loaded = keras.models.load_model(tmp_path / "model.keras", safe_mode=True)
     assert loaded.layers[0].scan == "sequential"
-    assert layer_class(4).get_config()["scan"] == "parallel"
+    assert layer_class(4).get_config()["scan"] is None  # parallel where the length is known
     np.testing.assert_array_equal(loaded(x), model(x))
 
 
@@ -132,5 +132,15 @@ def test_bad_arguments_are_refused_clearly():
         unfold_rnn.MinLSTM(4, scan="associative")
     with pytest.raises(ValueError, match="scan='parallel' needs a cell whose step is linear"):
         unfold_rnn.LSTM(4, scan="parallel")
+
+
+def test_the_parallel_scan_asked_for_refuses_an_unknown_length():
+    """Asked for, the parallel scan never quietly runs sequentially."""
+    layer = unfold_rnn.MinGRU(4, scan="parallel")
+    spec = tf.TensorSpec((2, None, 3), tf.float32)
+    with pytest.raises(ValueError, match="needs the number of time steps when the layer is"):
+        tf.function(layer).get_concrete_function(spec)
+    unfolded = tf.function(unfold_rnn.MinGRU(4)).get_concrete_function(spec)  # the default
+    assert unfolded.structured_outputs.shape.as_list() == [2, 4]
     with pytest.raises(ValueError, match="expects inputs of shape"):
         unfold_rnn.MinGRU(4)(np.zeros((3, 4), "float32"))

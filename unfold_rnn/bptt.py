@@ -1,9 +1,9 @@
 """The fast path: the reference `tf.scan`, with backpropagation through time written by hand.
 
-The forward pass is `unfold_rnn.scan`'s loop, split at the step's one matmul,
-r_t = (h_{t-1} * m) U + b' (m: the recurrent dropout mask, b': the GRU's recurrent bias),
-with the cell's element-wise rest, `combine`, around it. Going back, with g_t the gradient
-of the output h_t:
+For a cell whose step is a `OneMatmulStep` (`unfold_rnn.contract`): the forward pass is
+`unfold_rnn.scan`'s loop, split at the step's one matmul, r_t = (h_{t-1} * m) U + b'
+(m: the recurrent dropout mask, b': the GRU's recurrent bias), with the cell's element-wise
+rest, `combine`, around it. Going back, with g_t the gradient of the output h_t:
 
     for t = T-1 .. 0:                                   # tf.scan(..., reverse=True)
         ds_t        = g_t + (dr_{t+1} U^T) * m  (to h) + what step t+1 sent to states_t
@@ -12,18 +12,17 @@ of the output h_t:
     db' = sum_t dr_t,     d(x_t W + b) = dp_t
 
 Autodiff through `tf.scan` computes U's gradient at every step and keeps every intermediate
-of the step; this keeps what `combine` needs to be run again, and recomputes the rest.
+of the step; this keeps what `combine` needs to be run again, and recomputes the rest. What
+that is follows from how the cell's `combine` reads p_t = x_t W + b and r_t (`Combine`):
 
-What is kept depends on what the cell declares (`plan`):
-- `sums_projections`: combine reads x_t W + b and r_t only through z_t, their sum; z_t is
-  kept, and dp_t = dr_t.
-- otherwise (the GRU, whose reset gate scales r_t's candidate block): r_t is kept, and the
-  backward pass reads x_t W + b too.
-- `output_slope()`: h_t = act(z_t) is the only state, and act'(z_t) follows from h_t; nothing
-  beyond the outputs is kept.
+- SUM: only through z_t = p_t + r_t; z_t is kept, and dp_t = dr_t.
+- PARTS: apart (the GRU's reset gate scales r_t's candidate block); r_t is kept, and p_t
+  is read again.
+- ACTIVATION: h_t = act(z_t) is the one state and act'(z_t) follows from h_t; nothing
+  beyond h_t is kept.
 
-Both passes can be compiled with XLA on their own (`Passes.compiled()`), so that a plain
-`model.fit` gets a compiled time loop; the custom gradient sits around them.
+Going back, a step sends a gradient to the states it reads itself (`OneMatmulStep.reads`)
+besides the one through h_{t-1} U; a masked step, which may pass any state on, to all.
 """
 
 from __future__ import annotations
@@ -33,194 +32,171 @@ from typing import Any, NamedTuple
 
 import tensorflow as tf
 
-from unfold_rnn import scan
-from unfold_rnn.scan import State, keep_where
+from unfold_rnn.contract import Combine, OneMatmulStep, State
+from unfold_rnn.scan import keep_where
 
 
-class Plan(NamedTuple):
-    """What the forward pass keeps for the backward pass, decided from the cell alone."""
+class Loop(NamedTuple):
+    """What both passes read, besides the gradients."""
 
-    keeps: str  # "sum" (z_t), "recurrent" (r_t; x_t W + b is read too) or "outputs" (h_t)
-
-
-def plan(cell: Any) -> Plan | None:
-    """The fast path's plan for `cell`, or None when the cell offers no hand-written backward
-    pass (its step has more than one matmul): then the reference `scan.unfold` runs."""
-    if not getattr(cell, "one_matmul_per_step", False):
-        return None
-    if cell.output_slope() is not None:
-        return Plan("outputs")
-    return Plan("sum" if cell.sums_projections else "recurrent")
+    cell: Any
+    plan: OneMatmulStep
+    projected: tf.Tensor  # p_t = x_t W + b at every step, (T, B, G)
+    initial_states: State
+    kernel: tf.Tensor  # U, (H, G)
+    bias: tf.Tensor | None  # b', the GRU's recurrent bias
+    mask: tf.Tensor | None  # (T, B) bool: where False, a step keeps its states
+    recurrent_mask: tf.Tensor | None  # m, (B, H)
 
 
-def _matmul(h: tf.Tensor, recurrent_mask: tf.Tensor | None, kernel: tf.Tensor, bias: Any):
-    """r_t = (h_{t-1} * m) U + b'."""
-    r = tf.matmul(_masked(h, recurrent_mask), kernel)
-    return r if bias is None else r + bias
+class Kept(NamedTuple):
+    """What the forward pass keeps for the backward pass."""
+
+    states: State  # every state after every step, each (T, B, size)
+    sums: tf.Tensor | tuple  # z_t (SUM) or r_t (PARTS) at every step, (T, B, G); () else
 
 
-def forward(
-    cell: Any,
-    how: Plan,
-    projected: tf.Tensor,
-    initial_states: State,
-    weights: tuple,
-    mask: tf.Tensor | None,
-    recurrent_mask: tf.Tensor | None,
-) -> tuple[State, tf.Tensor | tuple]:
-    """The forward `tf.scan`, over t. Returns every state at every step, each (T, B, size),
-    and what the plan keeps beyond them: z_t or r_t at every step, (T, B, G), or () for
-    "outputs"."""
-    kernel, bias = weights
+def forward(loop: Loop) -> Kept:
+    """The forward `tf.scan`, over t."""
+    keeps_sums = loop.plan.combine is not Combine.ACTIVATION
 
-    def step(carry: tuple, t: tf.Tensor) -> tuple:
-        states, _ = carry
-        p_t, keep_t = projected[t], None if mask is None else mask[t]
-        r_t = _matmul(states[0], recurrent_mask, kernel, bias)
-        new_states = keep_where(keep_t, cell.combine(p_t, r_t, states)[0], states)
-        kept_t = p_t + r_t if how.keeps == "sum" else r_t
-        return new_states, kept_t if how.keeps != "outputs" else ()
+    def step(carry: Kept, t: tf.Tensor) -> Kept:
+        states = carry.states
+        p_t = loop.projected[t]
+        r_t = _recurrent(loop, states[0])
+        new_states = loop.cell.combine(p_t, r_t, states)[0]
+        new_states = keep_where(None if loop.mask is None else loop.mask[t], new_states, states)
+        if not keeps_sums:
+            return Kept(new_states, ())
+        return Kept(new_states, p_t + r_t if loop.plan.combine is Combine.SUM else r_t)
 
     # Steps are read by index rather than unstacked into tf.scan's own arrays, which under
     # XLA would copy each (T, B, ...) tensor once more.
-    steps = tf.range(tf.shape(projected)[0])
-    kept0 = tf.zeros_like(projected[0]) if how.keeps != "outputs" else ()
-    return tf.scan(step, steps, initializer=(tuple(initial_states), kept0))
+    steps = tf.range(tf.shape(loop.projected)[0])
+    sums0 = tf.zeros_like(loop.projected[0]) if keeps_sums else ()
+    return tf.scan(step, steps, initializer=Kept(tuple(loop.initial_states), sums0))
 
 
 def backward(
-    cell: Any,
-    how: Plan,
-    d_outputs: tf.Tensor,
-    d_final_states: State,
-    every_state: State,
-    kept: tf.Tensor | tuple,
-    projected: tf.Tensor | None,
-    initial_states: State,
-    weights: tuple,
-    mask: tf.Tensor | None,
-    recurrent_mask: tf.Tensor | None,
+    loop: Loop, kept: Kept, d_outputs: tf.Tensor, d_final_states: State
 ) -> tuple[tf.Tensor, State, list[tf.Tensor]]:
     """The reverse `tf.scan`, over t = T-1 .. 0, then the weights' gradients. Returns
     d(x W + b) at every step, (T, B, G), the gradients of the initial states, and [dU, db'
     if the cell has b']."""
-    kernel, bias = weights
-    kernel_t = tf.transpose(kernel)  # laid out once; each step reads it row by row
-    if how.keeps == "outputs":
-        back_step = _back_through_slope(cell, every_state[0])
-    else:
-        back_step = _back_through_combine(cell, how, kept, every_state, initial_states, projected)
-    # Only the states a step reads directly send it a gradient back; tf.scan stacks its whole
-    # carry, so the others stay out of it.
-    carried = _read_by_step(cell, how, kept, d_final_states, mask is not None)
+    kernel_t = tf.transpose(loop.kernel)  # laid out once; each step reads it row by row
+    back_step = _back_step(loop, kept)
+    # Which states a step reads itself; tf.scan stacks its whole carry, so only their
+    # gradients travel in it.
+    reads = _reads(loop)
     last = tf.shape(d_outputs)[0] - 1
 
     def step(carry: tuple, t: tf.Tensor) -> tuple:
-        dr_next, _, d_sent = carry
-        d_states = _sent_back(d_sent, carried, d_final_states, t == last)
-        dh = d_outputs[t] + d_states[0] + _masked(tf.matmul(dr_next, kernel_t), recurrent_mask)
-        dr_t, dp_t, d_prev = back_step(t, (dh, *d_states[1:]), None if mask is None else mask[t])
-        return dr_t, dp_t, tuple(d for d, read in zip(d_prev, carried, strict=True) if read)
+        dr_next, _, d_read = carry
+        d_states = _unpack(d_read, reads, d_final_states, t == last)
+        dh = d_outputs[t] + d_states[0] + _masked(tf.matmul(dr_next, kernel_t), loop)
+        dr_t, dp_t, d_previous = back_step(t, (dh, *d_states[1:]))
+        return dr_t, dp_t, _pack(d_previous, reads)
 
-    zeros = tf.zeros_like(kept[0] if how.keeps != "outputs" else d_outputs[0])  # (B, G)
-    d_sent = tuple(d for d, read in zip(d_final_states, carried, strict=True) if read)
-    initial = (zeros, zeros if how.keeps == "recurrent" else (), d_sent)
-    dr, dp, d_sent = tf.scan(step, tf.range(last + 1), initializer=initial, reverse=True)
+    parts = loop.plan.combine is Combine.PARTS
+    activation = loop.plan.combine is Combine.ACTIVATION
+    zeros = tf.zeros_like(d_outputs[0] if activation else kept.sums[0])  # (B, G)
+    initial = (zeros, zeros if parts else (), _pack(d_final_states, reads))
+    dr, dp, d_read = tf.scan(step, tf.range(last + 1), initializer=initial, reverse=True)
 
-    d_initial = list(_sent_back(tuple(d[0] for d in d_sent), carried, d_final_states, False))
-    d_initial[0] += _masked(tf.matmul(dr[0], kernel_t), recurrent_mask)
+    at_first = tuple(d[0] for d in d_read)
+    d_initial = _unpack(at_first, reads, d_final_states, False)
+    d_initial[0] += _masked(tf.matmul(dr[0], kernel_t), loop)
     # dU = sum_t (h_{t-1} * m)^T dr_t, with h_{t-1} = h_0 at t = 0.
-    h_in = _masked(tf.concat([initial_states[0][None], every_state[0][:-1]], 0), recurrent_mask)
-    d_weights = [tf.matmul(_rows(h_in), _rows(dr), transpose_a=True)]
-    if bias is not None:
+    h_before = tf.concat([loop.initial_states[0][None], kept.states[0][:-1]], 0)
+    d_weights = [tf.matmul(_rows(_masked(h_before, loop)), _rows(dr), transpose_a=True)]
+    if loop.bias is not None:
         d_weights.append(tf.reduce_sum(dr, axis=[0, 1]))
-    return (dr if how.keeps != "recurrent" else dp), tuple(d_initial), d_weights
+    return (dp if parts else dr), tuple(d_initial), d_weights
 
 
-def _read_by_step(
-    cell: Any, how: Plan, kept: Any, d_final_states: State, masked: bool
-) -> tuple[bool, ...]:
-    """Which of states_{t-1} a step reads other than through h_{t-1} U, found by tracing
-    `combine`'s gradient once in a scratch graph. A masked step reads them all (it may pass
-    them on)."""
-    if masked:
-        return (True,) * len(d_final_states)
-    if how.keeps == "outputs":
-        return (False,)  # h_t = act(z_t) reads h_{t-1} only through z_t
-    with tf.Graph().as_default():
-        z = tf.zeros([1, kept.shape[-1]], kept.dtype)
-        previous = [tf.zeros([1, d.shape[-1]], d.dtype) for d in d_final_states]
-        with tf.GradientTape() as tape:
-            tape.watch(previous)
-            new_states = cell.combine(z, tf.zeros_like(z), tuple(previous))[0]
-        return tuple(g is not None for g in tape.gradient(new_states, previous))
+def _reads(loop: Loop) -> tuple[bool, ...]:
+    """For each state, whether a step reads it other than through h_{t-1} U."""
+    if loop.mask is not None:
+        return (True,) * len(loop.initial_states)
+    return tuple(name in loop.plan.reads for name in loop.cell.state_names)
 
 
-def _sent_back(d_sent: State, carried: tuple, d_final_states: State, at_last: Any) -> list:
-    """The gradients of states_t that step t+1 sent back, one per state: carried, or, for a
-    state no step reads, the final state's gradient at t = T-1 and zero before."""
-    sent = iter(d_sent)
+def _pack(d_states: Sequence[tf.Tensor], reads: tuple[bool, ...]) -> State:
+    """The gradients of the states a step reads, the ones the reverse scan carries."""
+    return tuple(d for d, read in zip(d_states, reads, strict=True) if read)
+
+
+def _unpack(d_read: State, reads: tuple, d_final_states: State, at_last: Any) -> list:
+    """All the states' gradients from the carried ones: a state no step reads gets the final
+    state's gradient at t = T-1 and zero before."""
+    carried = iter(d_read)
     return [
-        next(sent) if read else tf.where(at_last, d, tf.zeros_like(d))
-        for read, d in zip(carried, d_final_states, strict=True)
+        next(carried) if read else tf.where(at_last, d, tf.zeros_like(d))
+        for read, d in zip(reads, d_final_states, strict=True)
     ]
 
 
-def _previous(every_state: State, initial_states: State, t: tf.Tensor) -> list[tf.Tensor]:
-    """states_{t-1}: the states after step t-1, or the initial states at t = 0."""
-    back = tf.maximum(t - 1, 0)
-    return [tf.where(t > 0, s[back], s0) for s, s0 in zip(every_state, initial_states, strict=True)]
+def _back_step(loop: Loop, kept: Kept) -> Callable:
+    """One backward step: (t, ds_t) -> dr_t, dp_t (PARTS only, else ()), d states_{t-1}."""
+    if loop.plan.combine is Combine.ACTIVATION:
+        return _back_through_slope(loop, kept)
+    return _back_through_combine(loop, kept)
 
 
-def _back_through_combine(
-    cell: Any,
-    how: Plan,
-    kept: tf.Tensor,
-    every_state: State,
-    initial_states: State,
-    projected: tf.Tensor | None,
-) -> Callable:
-    """One backward step by the VJP of `combine` at step t, run again from what was kept."""
+def _back_through_combine(loop: Loop, kept: Kept) -> Callable:
+    """The VJP of `combine` at step t, run again from what was kept."""
+    sums = loop.plan.combine is Combine.SUM
 
-    def back_step(t: tf.Tensor, ds_t: State, keep_t: tf.Tensor | None) -> tuple:
-        prev_t = _previous(every_state, initial_states, t)
-        if how.keeps == "sum":  # z_t, as x_t W + b with r_t = 0
-            p_t, r_t = kept[t], tf.zeros_like(kept[t])
+    def back_step(t: tf.Tensor, ds_t: State) -> tuple:
+        back = tf.maximum(t - 1, 0)  # states_{t-1}: the initial states at t = 0
+        previous = [
+            tf.where(t > 0, s[back], s0)
+            for s, s0 in zip(kept.states, loop.initial_states, strict=True)
+        ]
+        if sums:  # z_t, as p_t with r_t = 0
+            p_t, r_t = kept.sums[t], tf.zeros_like(kept.sums[t])
         else:
-            p_t, r_t = projected[t], kept[t]
+            p_t, r_t = loop.projected[t], kept.sums[t]
+        keep_t = None if loop.mask is None else loop.mask[t]
         with tf.GradientTape() as tape:
-            tape.watch([p_t, r_t, prev_t])
-            new_states = keep_where(keep_t, cell.combine(p_t, r_t, tuple(prev_t))[0], prev_t)
-        dp_t, dr_t, d_prev = tape.gradient(
+            tape.watch([p_t, r_t, previous])
+            new_states = loop.cell.combine(p_t, r_t, tuple(previous))[0]
+            new_states = keep_where(keep_t, new_states, previous)
+        dp_t, dr_t, d_previous = tape.gradient(
             new_states,
-            [p_t, r_t, prev_t],
+            [p_t, r_t, previous],
             output_gradients=list(ds_t),
             unconnected_gradients=tf.UnconnectedGradients.ZERO,
         )
-        if how.keeps == "sum":
-            return dp_t, (), tuple(d_prev)
-        return dr_t, dp_t, tuple(d_prev)
+        return (dp_t, (), d_previous) if sums else (dr_t, dp_t, d_previous)
 
     return back_step
 
 
-def _back_through_slope(cell: Any, outputs: tf.Tensor) -> Callable:
-    """One backward step of h_t = act(z_t): dz_t = dh_t act'(z_t), with act' from h_t. A
-    masked step passes dh_t on to h_{t-1} untouched."""
-    slope = cell.output_slope()
+def _back_through_slope(loop: Loop, kept: Kept) -> Callable:
+    """h_t = act(z_t): dz_t = dh_t act'(z_t), with act' from h_t. A masked step passes dh_t
+    on to h_{t-1} untouched."""
+    slope, outputs = loop.plan.slope, kept.states[0]
 
-    def back_step(t: tf.Tensor, ds_t: State, keep_t: tf.Tensor | None) -> tuple:
+    def back_step(t: tf.Tensor, ds_t: State) -> tuple:
         (dh,) = ds_t
+        keep_t = None if loop.mask is None else loop.mask[t]
         zeros = tf.zeros_like(dh)
         (dz_t,) = keep_where(keep_t, [dh * slope(outputs[t])], [zeros])
-        (d_prev,) = keep_where(keep_t, [zeros], [dh])
-        return dz_t, (), (d_prev,)
+        (d_previous,) = keep_where(keep_t, [zeros], [dh])
+        return dz_t, (), (d_previous,)
 
     return back_step
 
 
-def _masked(x: tf.Tensor, recurrent_mask: tf.Tensor | None) -> tf.Tensor:
-    return x if recurrent_mask is None else x * recurrent_mask
+def _recurrent(loop: Loop, h: tf.Tensor) -> tf.Tensor:
+    """r_t = (h_{t-1} * m) U + b'."""
+    r = tf.matmul(_masked(h, loop), loop.kernel)
+    return r if loop.bias is None else r + loop.bias
+
+
+def _masked(x: tf.Tensor, loop: Loop) -> tf.Tensor:
+    return x if loop.recurrent_mask is None else x * loop.recurrent_mask
 
 
 def _rows(x: tf.Tensor) -> tf.Tensor:
@@ -231,8 +207,8 @@ def _rows(x: tf.Tensor) -> tf.Tensor:
 class Passes(NamedTuple):
     """The two passes, run as they are or each compiled with XLA."""
 
-    forward: Callable = forward
-    backward: Callable = backward
+    forward: Callable[[Loop], Kept] = forward
+    backward: Callable[..., tuple] = backward
 
     @classmethod
     def compiled(cls) -> Passes:
@@ -250,35 +226,35 @@ def unfold(
     recurrent_mask: tf.Tensor | None = None,
     passes: Passes = _UNCOMPILED,
 ) -> tuple[tf.Tensor, State]:
-    """`scan.unfold` with the hand-written backward pass, for a cell that has a `plan`; the
-    reference `scan.unfold` for any other. Same arguments and results; `passes` may be
-    `Passes.compiled()`."""
-    how = plan(cell)
-    if how is None:
-        return scan.unfold(cell, inputs, initial_states, mask, recurrent_mask)
+    """`scan.unfold` with the hand-written backward pass, for a cell whose `fast_path()` is a
+    `OneMatmulStep`: same arguments, same results. `passes` may be `Passes.compiled()`."""
+    plan = cell.fast_path()
+    if not isinstance(plan, OneMatmulStep):
+        raise ValueError(
+            f"{type(cell).__name__} offers no hand-written backward pass (its fast_path() is "
+            f"{plan!r}); unfold it with unfold_rnn.scan.unfold."
+        )
     projected = cell.project_inputs(inputs)  # (T, B, G), all steps at once
-    weights = [tf.cast(w, projected.dtype) for w in cell.recurrent_weights() if w is not None]
+    kernel, bias = cell.recurrent_weights()
+    weights = [tf.cast(w, projected.dtype) for w in (kernel, bias) if w is not None]
     count = len(initial_states)
-    masks = (mask, recurrent_mask)
 
     @tf.custom_gradient
     def loop(projected: tf.Tensor, *args: tf.Tensor) -> Any:
         states0, weights = tuple(args[:count]), args[count:]
-        weights = (weights[0], weights[1] if len(weights) > 1 else None)  # U, b'
-        every_state, kept = passes.forward(cell, how, projected, states0, weights, *masks)
+        bias = weights[1] if len(weights) > 1 else None
+        how = Loop(cell, plan, projected, states0, weights[0], bias, mask, recurrent_mask)
+        kept = passes.forward(how)
 
         def grad(d_outputs: tf.Tensor | None, *d_final: tf.Tensor | None) -> tuple:
-            d_outputs = tf.zeros_like(every_state[0]) if d_outputs is None else d_outputs
+            d_outputs = tf.zeros_like(kept.states[0]) if d_outputs is None else d_outputs
             d_final = tuple(
                 tf.zeros_like(s) if d is None else d for s, d in zip(states0, d_final, strict=True)
             )
-            read = projected if how.keeps == "recurrent" else None  # x W + b, for the GRU
-            d_projected, d_initial, d_weights = passes.backward(
-                cell, how, d_outputs, d_final, every_state, kept, read, states0, weights, *masks
-            )
+            d_projected, d_initial, d_weights = passes.backward(how, kept, d_outputs, d_final)
             return (d_projected, *d_initial, *d_weights)
 
-        return (every_state[0], *(s[-1] for s in every_state)), grad
+        return (kept.states[0], *(s[-1] for s in kept.states)), grad
 
     outputs, *final_states = loop(projected, *initial_states, *weights)
     return outputs, tuple(final_states)

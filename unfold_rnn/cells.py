@@ -11,12 +11,12 @@ A cell offers three things:
 
 - the Keras cell contract, `state_size`, `output_size`, `get_initial_state(batch_size)` and
   `call(inputs, states, training)`, so that it also runs inside `keras.layers.RNN`;
-- one step split in two, so that the unfolding hoists the input half out of the time loop:
-  `project_inputs(x)` (x W + b, for every step at once) and `step(x_t W + b, states)`;
-- what the hand-written backward pass (`unfold_rnn.bptt`) needs, grouped at the end of
-  `_RecurrentCell`: the step's one matmul r_t = h_{t-1} U + b' (`recurrent_weights`), the
-  element-wise rest (`combine`), and two facts about that rest (`sums_projections`,
-  `output_slope`).
+- the contract of `unfold_rnn.contract`: named states (`state_names`), and one step split in
+  two, so that the unfolding hoists the input half out of the time loop: `project_inputs(x)`
+  (x W + b, for every step at once) and `step(x_t W + b, states)`;
+- what a faster unfolding may use, declared as a value by `fast_path()`: for the classic
+  cells, a `OneMatmulStep`, the step's one matmul r_t = h_{t-1} U + b' (`recurrent_weights`)
+  and the element-wise rest (`combine`), for the hand-written backward pass (`unfold_rnn.bptt`).
 
 The minimal cells, whose gates do not read h_{t-1}, live in `unfold_rnn.min_cells`; they
 share `_Cell`, the input half, and have no U.
@@ -35,14 +35,7 @@ import keras
 import tensorflow as tf
 
 from unfold_rnn import _checks
-
-State = tuple[tf.Tensor, ...]
-
-
-def state_sizes(cell: Any) -> list[int]:
-    """A cell's `state_size` as a list, one size per state (any Keras cell)."""
-    size = cell.state_size
-    return list(size) if isinstance(size, (list, tuple)) else [size]
+from unfold_rnn.contract import Combine, FastPath, OneMatmulStep, State, state_sizes
 
 
 class _Cell(keras.layers.Layer):
@@ -54,6 +47,7 @@ class _Cell(keras.layers.Layer):
     """
 
     gates: int = 1
+    state_names: tuple[str, ...] = ("h",)
     recurrent_dropout: float = 0.0  # only cells with a recurrent kernel drop h_{t-1}
 
     def __init__(
@@ -145,6 +139,10 @@ class _Cell(keras.layers.Layer):
         """
         return self.step_with_gates(projected, states, recurrent_mask)[0]
 
+    def fast_path(self) -> FastPath | None:
+        """What a faster unfolding may use (`unfold_rnn.contract`), or None: the reference."""
+        return None
+
     def step_with_gates(
         self, projected: tf.Tensor, states: State, recurrent_mask: tf.Tensor | None = None
     ) -> tuple[State, dict[str, tf.Tensor]]:
@@ -195,9 +193,8 @@ class _RecurrentCell(_Cell):
     """What the three classic cells share beyond `_Cell`: the recurrent kernel U, an
     activation, dropout on h_{t-1}, and the hooks of the hand-written backward pass.
 
-    Subclasses may override `recurrent_weights`, and write `combine` (or `_combine_sum`, when
-    it reads x_t W + b and r_t only through their sum; or, for a step with more than one
-    matmul, `step_with_gates`).
+    Subclasses write `combine` and `fast_path`, and may override `recurrent_weights` (or,
+    for a step with more than one matmul, `step_with_gates`).
     """
 
     def __init__(
@@ -234,13 +231,7 @@ class _RecurrentCell(_Cell):
         recurrent = recurrent if bias is None else recurrent + bias
         return self.combine(projected, recurrent, states)
 
-    # -- what the hand-written backward pass uses (unfold_rnn.bptt) --------------------------
-
-    #: The step is r_t = h_{t-1} U + b' and element-wise work around it (`combine`).
-    one_matmul_per_step: bool = True
-
-    #: `combine` reads x_t W + b and r_t only through their sum z_t.
-    sums_projections: bool = True
+    # -- a OneMatmulStep, for the hand-written backward pass (unfold_rnn.bptt) ---------------
 
     def recurrent_weights(self) -> tuple[tf.Tensor, tf.Tensor | None]:
         """U and b' of the step's one matmul r_t = h_{t-1} U + b' (b' is None but for GRU)."""
@@ -251,14 +242,6 @@ class _RecurrentCell(_Cell):
     ) -> tuple[State, dict[str, tf.Tensor]]:
         """The element-wise rest of a step, from x_t W + b, r_t and states_{t-1} to the new
         states and the gates. Reads no weights."""
-        return self._combine_sum(projected + recurrent, states)
-
-    def output_slope(self) -> Callable[[tf.Tensor], tf.Tensor] | None:
-        """act'(z_t) as a function of h_t, for a cell whose one state is h_t = act(z_t) and
-        whose activation allows it; else None."""
-        return None
-
-    def _combine_sum(self, z: tf.Tensor, states: State) -> tuple[State, dict[str, tf.Tensor]]:
         raise NotImplementedError
 
     def get_config(self) -> dict[str, Any]:
@@ -270,15 +253,6 @@ class _RecurrentCell(_Cell):
             "recurrent_dropout": self.recurrent_dropout,
         }
         return {**super().get_config(), **config}
-
-
-# Activations whose slope is bounded everywhere (no inf, no NaN for finite inputs).
-_BOUNDED_SLOPES = (
-    keras.activations.sigmoid,
-    keras.activations.tanh,
-    keras.activations.hard_sigmoid,
-    keras.activations.softsign,
-)
 
 
 # act'(z) from h = act(z), for the activations where h alone decides it. TensorFlow computes
@@ -324,11 +298,16 @@ class VanillaCell(_RecurrentCell):
     def __init__(self, units: int, activation: Any = "tanh", **kwargs: Any) -> None:
         super().__init__(units, activation=activation, **kwargs)
 
-    def _combine_sum(self, z: tf.Tensor, states: State) -> tuple[State, dict[str, tf.Tensor]]:
-        return (self.activation(z),), {}
+    def combine(
+        self, projected: tf.Tensor, recurrent: tf.Tensor, states: State
+    ) -> tuple[State, dict[str, tf.Tensor]]:
+        return (self.activation(projected + recurrent),), {}
 
-    def output_slope(self) -> Callable[[tf.Tensor], tf.Tensor] | None:
-        return _SLOPES_FROM_OUTPUT.get(self.activation)
+    def fast_path(self) -> FastPath:
+        slope = _SLOPES_FROM_OUTPUT.get(self.activation)
+        if slope is None:  # softsign, say: act'(z_t) needs z_t itself
+            return OneMatmulStep(Combine.SUM)
+        return OneMatmulStep(Combine.ACTIVATION, slope=slope)
 
 
 @keras.saving.register_keras_serializable(package="unfold_rnn")
@@ -376,12 +355,10 @@ class GRUCell(_RecurrentCell):
     def input_bias(self) -> Any:
         return self.bias[0] if self.reset_after else self.bias
 
-    # The reset gate multiplies r_t's candidate block alone.
-    sums_projections = False
-
-    @property
-    def one_matmul_per_step(self) -> bool:  # type: ignore[override]
-        return self.reset_after
+    def fast_path(self) -> FastPath | None:
+        if not self.reset_after:
+            return None  # r_t scales h_{t-1} before U_h: two matmuls a step
+        return OneMatmulStep(Combine.PARTS, reads=("h",))  # r_t scales r_t's candidate block
 
     def recurrent_weights(self) -> tuple[tf.Tensor, tf.Tensor | None]:
         bias = self.bias[1] if self.use_bias and self.reset_after else None
@@ -391,31 +368,35 @@ class GRUCell(_RecurrentCell):
         self, projected: tf.Tensor, recurrent: tf.Tensor, states: State
     ) -> tuple[State, dict[str, tf.Tensor]]:
         """reset_after=True only: `recurrent` is h_{t-1} U + bh, all three blocks."""
-        (h,) = states  # (B, H)
-        x_z, x_r, x_h = tf.split(projected, 3, axis=-1)
         h_z, h_r, h_h = tf.split(recurrent, 3, axis=-1)
-        z = self.recurrent_activation(x_z + h_z)
-        r = self.recurrent_activation(x_r + h_r)
-        candidate = self.activation(x_h + r * h_h)
-        return (z * h + (1 - z) * candidate,), {"update": z, "reset": r}
+        return self._update(projected, h_z, h_r, lambda r: r * h_h, states)
 
     def step_with_gates(
         self, projected: tf.Tensor, states: State, recurrent_mask: tf.Tensor | None = None
     ) -> tuple[State, dict[str, tf.Tensor]]:
         if self.reset_after:
             return super().step_with_gates(projected, states, recurrent_mask)
-        # reset_after=False: the reset gate scales h_{t-1} before its matmul with U_h, so
-        # the step has two matmuls.
-        (h,) = states  # (B, H)
-        h_in = _masked(h, recurrent_mask)
-        x_z, x_r, x_h = tf.split(projected, 3, axis=-1)
+        h_in = _masked(states[0], recurrent_mask)  # (B, H)
         u_zr, u_h = tf.split(self.recurrent_kernel, [2 * self.units, self.units], axis=-1)
         h_z, h_r = tf.split(tf.matmul(h_in, u_zr), 2, axis=-1)
+        return self._update(projected, h_z, h_r, lambda r: tf.matmul(r * h_in, u_h), states)
+
+    def _update(
+        self,
+        projected: tf.Tensor,
+        h_z: tf.Tensor,
+        h_r: tf.Tensor,
+        reset_candidate: Callable[[tf.Tensor], tf.Tensor],
+        states: State,
+    ) -> tuple[State, dict[str, tf.Tensor]]:
+        """The equations above, given h_{t-1} U's z and r blocks and the candidate's
+        recurrent term as a function of r_t (the one place the two forms differ)."""
+        (h,) = states  # (B, H)
+        x_z, x_r, x_h = tf.split(projected, 3, axis=-1)
         z = self.recurrent_activation(x_z + h_z)
         r = self.recurrent_activation(x_r + h_r)
-        candidate = self.activation(x_h + tf.matmul(r * h_in, u_h))
-        h = z * h + (1 - z) * candidate
-        return (h,), {"update": z, "reset": r}
+        candidate = self.activation(x_h + reset_candidate(r))
+        return (z * h + (1 - z) * candidate,), {"update": z, "reset": r}
 
     def get_config(self) -> dict[str, Any]:
         return {
@@ -451,6 +432,7 @@ class LSTMCell(_RecurrentCell):
     """
 
     gates = 4
+    state_names = ("h", "c")
 
     def __init__(
         self,
@@ -476,25 +458,21 @@ class LSTMCell(_RecurrentCell):
 
         return forget_gate_ones
 
-    def _combine_sum(self, z: tf.Tensor, states: State) -> tuple[State, dict[str, tf.Tensor]]:
+    def fast_path(self) -> FastPath:
+        return OneMatmulStep(Combine.SUM, reads=("c",))  # h_{t-1} enters through U alone
+
+    def combine(
+        self, projected: tf.Tensor, recurrent: tf.Tensor, states: State
+    ) -> tuple[State, dict[str, tf.Tensor]]:
         _, c = states  # (B, H)
-        i, f, candidate, o = self._gates(z)
+        z_i, z_f, z_c, z_o = tf.split(projected + recurrent, 4, axis=-1)
+        i = self.recurrent_activation(z_i)
+        f = self.recurrent_activation(z_f)
+        candidate = self.activation(z_c)
+        o = self.recurrent_activation(z_o)
         c = f * c + i * candidate
         h = o * self.activation(c)
         return (h, c), {"input": i, "forget": f, "output": o}
-
-    def _gates(self, z: tf.Tensor) -> Sequence[tf.Tensor]:
-        """i, f, c~, o from z (B, 4H): rec_act on the i, f and o blocks, act on c~'s."""
-        act, rec_act = self.activation, self.recurrent_activation
-        if act in _BOUNDED_SLOPES and rec_act in _BOUNDED_SLOPES:
-            # Both activations over all of z, each kept in its own blocks: one vectorised pass
-            # over (B, 4H), which XLA's CPU backend vectorises where it did not the block-wise
-            # form. Bounded slopes only: `where` sends the unkept values a zero gradient, and
-            # 0 * inf would be NaN.
-            block = tf.range(tf.shape(z)[-1]) // self.units
-            return tf.split(tf.where(block == 2, act(z), rec_act(z)), 4, axis=-1)
-        z_i, z_f, z_c, z_o = tf.split(z, 4, axis=-1)
-        return rec_act(z_i), rec_act(z_f), act(z_c), rec_act(z_o)
 
     def get_config(self) -> dict[str, Any]:
         return {

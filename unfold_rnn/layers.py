@@ -1,10 +1,11 @@
 """The Keras layers: a cell unfolded over whole sequences, with Keras's arguments.
 
 `Unfold` is Keras plumbing only: arguments, masks, direction, initial and carried states,
-dropout masks and serialization. The time loop itself is `unfold_rnn.scan.unfold` (the
-reference, gradients by autodiff), `unfold_rnn.bptt.unfold` (the same `tf.scan`, with the
-backward pass written by hand) or, for the minimal cells, `unfold_rnn.parallel.unfold` (a
-parallel scan), all time-major:
+dropout masks and serialization. The time loop itself is chosen once, by
+`unfold_rnn.unfolding.choose`: `unfold_rnn.scan.unfold` (the reference, gradients by
+autodiff), `unfold_rnn.bptt.unfold` (the same `tf.scan`, with the backward pass written by
+hand) or, for the minimal cells, `unfold_rnn.parallel.unfold` (a parallel scan), all
+time-major:
 
     (B, T, D) --swap--> (T, B, D) --unfold--> (T, B, units) --swap--> (B, T, units)
 
@@ -17,21 +18,28 @@ the same arguments, less those of a recurrent kernel.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import keras
 import tensorflow as tf
 
-from unfold_rnn import _checks, bptt, parallel, scan
-from unfold_rnn.cells import GRUCell, LSTMCell, VanillaCell, state_sizes
+from unfold_rnn import _checks, unfolding
+from unfold_rnn.cells import GRUCell, LSTMCell, VanillaCell
+from unfold_rnn.contract import state_sizes
 from unfold_rnn.min_cells import MinGRUCell, MinLSTMCell
 
 # Keras arguments that only matter to cuDNN or to Keras's own loop. Old scripts pass them, so
 # they are accepted; our loop is always our own (tf.scan), never unrolled, never cuDNN.
 _IGNORED_KERAS_ARGS = ("use_cudnn", "implementation", "time_major")
 
-BACKWARDS = ("handwritten", "autodiff")
-SCANS = ("parallel", "sequential")
+
+@dataclass
+class _CarriedStates:
+    """A stateful layer's states between batches. As in Keras they are not weights (not
+    saved, not in `weights`), so they are held in an object Keras's tracking passes by."""
+
+    variables: list[keras.Variable] | None = None
 
 
 def _swap_batch_and_time(x: tf.Tensor) -> tf.Tensor:
@@ -48,7 +56,8 @@ class Unfold(keras.layers.Layer):
     carried states and dropout masks. The cell's output is the first of its states (h_t).
 
     Args:
-        cell: a `VanillaCell`, `GRUCell` or `LSTMCell` (or a cell with the same methods).
+        cell: a cell of this package, or one of your own that follows
+            `unfold_rnn.contract` (docs/design.md has an example).
         return_sequences: return the output at every step, (B, T, units), rather than the
             last, (B, units).
         return_state: also return the final states, as `[output, *states]`.
@@ -58,20 +67,24 @@ class Unfold(keras.layers.Layer):
         zero_output_for_mask: write zeros at masked steps rather than repeating the last
             output (`keras.layers.Bidirectional` turns this on when returning sequences).
         unroll: accepted for compatibility with Keras and ignored: the loop is always a scan.
-        jit_compile: when the layer runs in a graph (`model.fit`, `tf.function`), compile its
-            time loop, forward and backward, with XLA, even when the model around it is not
-            compiled (Keras does not use XLA on CPU-only machines unless asked). Each new
-            input shape is compiled once; with sequence lengths that change from batch to
-            batch, turn it off. Eager calls never compile.
+        jit_compile: when the layer runs in a graph (`model.fit`, `tf.function`), compile the
+            hand-written backward pass's time loops, forward and backward, with XLA, even
+            when the model around it is not compiled (Keras does not use XLA on CPU-only
+            machines unless asked). Each new input shape is compiled once; with sequence
+            lengths that change from batch to batch, turn it off. Eager calls never compile,
+            and the other unfoldings are not compiled on their own.
         backward: "handwritten" (`unfold_rnn.bptt`, backpropagation through time written by
-            hand, for cells that offer it) or "autodiff" (`unfold_rnn.scan`, the reference:
-            TensorFlow differentiates the `tf.scan`). Both give the same numbers.
-        scan: "parallel" (`unfold_rnn.parallel`, an associative scan, for a cell whose step
-            is linear in h, such as `MinGRUCell`) or "sequential" (a `tf.scan` over the
-            cell's step, with `backward`). By default parallel where the cell allows it. The
-            parallel scan is laid out for a number of steps known when the layer is traced;
-            where it is not, the layer unfolds sequentially. Both give the same numbers.
-            `jit_compile` applies to the sequential fast path only.
+            hand) or "autodiff" (`unfold_rnn.scan`, the reference: TensorFlow differentiates
+            the `tf.scan`). By default (None) handwritten where the cell offers it, autodiff
+            where it does not (GRU with reset_after=False); asking for handwritten from a
+            cell that does not offer it is an error. Both give the same numbers.
+        scan: "parallel" (`unfold_rnn.parallel`, an associative scan with its gradient
+            written by hand, for a cell whose step is linear in h, such as `MinGRUCell`) or
+            "sequential" (a `tf.scan` over the cell's step, with `backward`). The parallel
+            scan is laid out for a number of steps known when the layer is traced; by
+            default (None) it runs wherever the cell allows it and that number is known,
+            and the sequential scan elsewhere. Asked for, it refuses an unknown length.
+            Both give the same numbers.
 
     Call arguments:
         sequences: (batch, time, features) float tensor.
@@ -93,21 +106,14 @@ class Unfold(keras.layers.Layer):
         unroll: bool = False,
         zero_output_for_mask: bool = False,
         jit_compile: bool = True,
-        backward: str = "handwritten",
+        backward: str | None = None,
         scan: str | None = None,
         **kwargs: Any,
     ) -> None:
         _checks.require_tensorflow_backend(type(self).__name__)
         for name in _IGNORED_KERAS_ARGS:
             kwargs.pop(name, None)
-        _checks.one_of("backward", backward, BACKWARDS)
-        linear = getattr(cell, "linear_recurrence", False)
-        scan = _checks.one_of("scan", scan or ("parallel" if linear else "sequential"), SCANS)
-        if scan == "parallel" and not linear:
-            raise ValueError(
-                f"scan='parallel' needs a cell whose step is linear in h (such as MinGRUCell); "
-                f"{type(cell).__name__}'s is not. Use scan='sequential'."
-            )
+        chosen = unfolding.choose(cell, backward, scan, bool(jit_compile))
         super().__init__(**kwargs)
         self.cell = cell
         self.return_sequences = bool(return_sequences)
@@ -120,17 +126,18 @@ class Unfold(keras.layers.Layer):
         self.backward = backward
         self.scan = scan
         self.supports_masking = True
-        # Functions, not sublayers: kept past Keras's attribute tracking. Each is traced and
-        # compiled once per input shape.
-        object.__setattr__(self, "_compiled_passes", bptt.Passes.compiled())
-        # As in Keras, the carried states of a stateful layer are not weights: they are not
-        # saved, and a stateful layer has exactly the weights of a stateless one.
-        object.__setattr__(self, "_state_variables", None)
+        self._unfold = chosen  # (cell, inputs, states, mask, recurrent_mask), time-major
+        self._carried = _CarriedStates()
 
     @property
     def states(self) -> list[keras.Variable] | None:
         """The carried states of a stateful layer (None otherwise, or before it is built)."""
-        return self._state_variables
+        return self._carried.variables
+
+    def get_initial_state(self, batch_size: int | tf.Tensor) -> list[tf.Tensor]:
+        """The states a sequence starts from when none are given: zeros, each (batch, size),
+        in the cell's order (`cell.state_names`)."""
+        return list(self.cell.get_initial_state(batch_size))
 
     # -- shapes ----------------------------------------------------------------------------
 
@@ -174,7 +181,7 @@ class Unfold(keras.layers.Layer):
             self._check_initial_state_shapes(_as_list_of_shapes(initial_state_shape), batch_size)
         if not self.cell.built:
             self.cell.build((batch_size, sequences_shape[-1]))
-        if self.stateful and self._state_variables is None:
+        if self.stateful and self._carried.variables is None:
             if batch_size is None:
                 raise ValueError(
                     f"{type(self).__name__}(stateful=True) needs a fixed batch size, to keep "
@@ -186,7 +193,7 @@ class Unfold(keras.layers.Layer):
                 keras.Variable(z, trainable=False, dtype=self.variable_dtype, name="rnn_state")
                 for z in zeros
             ]
-            object.__setattr__(self, "_state_variables", variables)
+            self._carried.variables = variables
 
     def compute_output_shape(
         self, sequences_shape: Sequence[int | None], initial_state_shape: Any = None
@@ -210,7 +217,7 @@ class Unfold(keras.layers.Layer):
 
     def reset_state(self) -> None:
         """Set a stateful layer's carried states back to zeros."""
-        for variable in self._state_variables or ():
+        for variable in self.states or ():
             variable.assign(tf.zeros_like(variable))
 
     reset_states = reset_state  # Keras 2's name, still used by older scripts
@@ -218,8 +225,8 @@ class Unfold(keras.layers.Layer):
     def _initial_states(self, sequences: tf.Tensor, initial_state: Any) -> tuple:
         dtype = self.compute_dtype
         if initial_state is None:
-            if self._state_variables is not None:
-                return tuple(tf.cast(v, dtype) for v in self._state_variables)
+            if self.states is not None:
+                return tuple(tf.cast(v, dtype) for v in self.states)
             return tuple(self.cell.get_initial_state(tf.shape(sequences)[0]))
         if not isinstance(initial_state, (list, tuple)):
             initial_state = [initial_state]
@@ -236,7 +243,7 @@ class Unfold(keras.layers.Layer):
                 "belong to whole batches, which the strategy splits. Train it on one device, "
                 "or use stateful=False."
             )
-        expected = self._state_variables[0].shape[0]
+        expected = self.states[0].shape[0]
         actual = sequences.shape[0]
         if actual is not None and actual != expected:
             raise ValueError(
@@ -264,7 +271,7 @@ class Unfold(keras.layers.Layer):
 
         inputs = _swap_batch_and_time(sequences)  # (T, B, D)
         time_mask = None if mask is None else tf.transpose(mask)  # (T, B)
-        outputs, final_states = self._unfold(inputs, states, time_mask, recurrent_mask)
+        outputs, final_states = self._unfold(self.cell, inputs, states, time_mask, recurrent_mask)
         outputs = _swap_batch_and_time(outputs)  # (B, T, units)
 
         if mask is not None:
@@ -272,23 +279,12 @@ class Unfold(keras.layers.Layer):
             # steps); with zero_output_for_mask, zeros at every masked step.
             keep = mask if self.zero_output_for_mask else tf.cumsum(tf.cast(mask, tf.int32), 1) > 0
             outputs = tf.where(keep[:, :, None], outputs, tf.zeros_like(outputs))
-        if self._state_variables is not None:
-            for variable, state in zip(self._state_variables, final_states, strict=True):
+        if self.states is not None:
+            for variable, state in zip(self.states, final_states, strict=True):
                 variable.assign(tf.cast(state, variable.dtype))
 
         output = outputs if self.return_sequences else outputs[:, -1]
         return (output, *final_states) if self.return_state else output
-
-    def _unfold(self, inputs: tf.Tensor, states: tuple, mask: Any, recurrent_mask: Any) -> Any:
-        """The time loop, time-major: the parallel scan (`scan`), or the sequential reference
-        or fast path (`backward`)."""
-        if self.scan == "parallel" and inputs.shape[0] is not None:  # else: sequentially
-            return parallel.unfold(self.cell, inputs, states, mask, recurrent_mask)
-        if self.backward == "autodiff":
-            return scan.unfold(self.cell, inputs, states, mask, recurrent_mask)
-        compiled = self.jit_compile and not tf.executing_eagerly()
-        passes = self._compiled_passes if compiled else bptt.Passes()
-        return bptt.unfold(self.cell, inputs, states, mask, recurrent_mask, passes)
 
     def _check_call_inputs(self, sequences: tf.Tensor) -> None:
         self._check_sequences_shape(sequences.shape)
@@ -297,7 +293,7 @@ class Unfold(keras.layers.Layer):
                 f"{type(self).__name__} expects float inputs; got {sequences.dtype.name}. "
                 "For token ids, put a keras.layers.Embedding in front."
             )
-        if self._state_variables is not None:
+        if self.states is not None:
             self._check_stateful_batch(sequences)
 
     def _dropout(self, sequences: tf.Tensor, training: bool | None) -> tuple[tf.Tensor, Any]:
@@ -379,6 +375,12 @@ class _PublicLayer(Unfold):
     cell_args: tuple[str, ...] = _CELL_ARGS
     own_cell_args: tuple[str, ...] = ("activation",)  # the cell's arguments beyond cell_args
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        # Keras's layers read their cell's arguments back as their own (`layer.dropout`).
+        super().__init_subclass__(**kwargs)
+        for name in cls.cell_args + cls.own_cell_args:
+            setattr(cls, name, _cell_argument(name))
+
     def __init__(self, units: int, **kwargs: Any) -> None:
         names = self.cell_args + self.own_cell_args
         cell_kwargs = {k: kwargs.pop(k) for k in names if k in kwargs}
@@ -400,6 +402,10 @@ class _PublicLayer(Unfold):
     @classmethod
     def from_config(cls, config: dict[str, Any], custom_objects: Any = None) -> Unfold:
         return cls(**config)
+
+
+def _cell_argument(name: str) -> property:
+    return property(lambda layer: getattr(layer.cell, name), doc=f"The cell's `{name}`.")
 
 
 @keras.saving.register_keras_serializable(package="unfold_rnn")

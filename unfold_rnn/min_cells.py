@@ -19,7 +19,8 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-from unfold_rnn.cells import State, _Cell
+from unfold_rnn.cells import _Cell
+from unfold_rnn.contract import LinearInH, State
 
 
 def g(x: tf.Tensor) -> tf.Tensor:
@@ -30,8 +31,8 @@ def g(x: tf.Tensor) -> tf.Tensor:
 class _MinimalCell(_Cell):
     """A cell whose step is h_t = a_t * h_{t-1} + b_t with a_t, b_t read from x_t W + b."""
 
-    #: The step is linear in h_{t-1}, with `coefficients` a_t and b_t: `unfold_rnn.parallel`.
-    linear_recurrence: bool = True
+    def fast_path(self) -> LinearInH:
+        return LinearInH()  # `coefficients` a_t and b_t: unfold_rnn.parallel
 
     def step_with_gates(
         self, projected: tf.Tensor, states: State, recurrent_mask: tf.Tensor | None = None

@@ -40,13 +40,17 @@ def unfold(
     mask: tf.Tensor | None = None,
     recurrent_mask: tf.Tensor | None = None,
 ) -> tuple[tf.Tensor, State]:
-    """`scan.unfold`'s arguments and results, for a cell with `coefficients`. The levels of
-    the scan are laid out when traced, so the number of steps must be known then."""
+    """`scan.unfold`'s arguments and results, for a cell whose `fast_path()` is `LinearInH`.
+    The levels of the scan are laid out when traced, so the number of steps must be known
+    then."""
     if inputs.shape[0] is None:
         raise ValueError(
-            "The parallel scan needs the number of time steps when traced; unfold this "
-            "sequence with unfold_rnn.scan.unfold (the layers do so themselves)."
+            "scan='parallel' needs the number of time steps when the layer is traced, and "
+            "this sequence's is unknown then (batches of varying length, say). Give batches "
+            "one length, or leave scan unset: it then unfolds such batches sequentially."
         )
+    if recurrent_mask is not None:
+        raise ValueError("A cell linear in h has no recurrent kernel for recurrent dropout.")
     (h0,) = initial_states
     a, b, _ = cell.coefficients(cell.project_inputs(inputs))  # each (T, B, units)
     if mask is not None:  # a masked step keeps h: a_t = 1, b_t = 0
