@@ -301,12 +301,13 @@ def test_a_damaged_model_file_never_replaces_a_good_one(tmp_path, lm_run):
     shutil.copy(lm_run / runs.MODEL, target)
     before = target.read_bytes()
 
-    def fail_half_way(path: Path) -> None:
-        path.write_bytes(before[:100])
-        raise OSError("disk full")
+    class FailsHalfWay:
+        def save(self, path: Path) -> None:
+            Path(path).write_bytes(before[:100])
+            raise OSError("disk full")
 
     with pytest.raises(OSError, match="disk full"):
-        unfold_rnn._files.write_atomically(target, fail_half_way)
+        runs.save_model(FailsHalfWay(), target)
     assert target.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model.keras"]  # no temporary left
     with zipfile.ZipFile(target) as archive:

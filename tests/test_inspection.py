@@ -21,11 +21,10 @@ from unfold_rnn.inspection import (
     correlations,
     find_units,
     gate_saturation,
-    language_model_activations,
-    layer_activations,
     text_properties,
 )
 from unfold_rnn.pictures import text_png_size
+from unfold_rnn.stepper import LanguageModelStepper, layer_activations
 
 
 def test_text_properties_by_hand():
@@ -99,7 +98,7 @@ def quote_tracker(vocab: CharVocab, units: int = 8, seed: int = 0):
 def test_a_planted_quote_unit_is_found_first():
     vocab = CharVocab.from_text(QUOTES)
     model = quote_tracker(vocab)
-    activations = language_model_activations(model, vocab.encode(QUOTES)[None])
+    activations = LanguageModelStepper(model).activations(vocab.encode(QUOTES)[None])
     best = find_units(activations, text_properties(QUOTES))["in_quotes"]
     assert (best[0].layer, best[0].index) == (0, PLANTED) and best[0].r > 0.9
     assert all(unit.index != PLANTED or unit.state != best[0].state for unit in best[1:])
@@ -121,8 +120,8 @@ def carry_adder():
 
 def test_a_planted_carry_unit_is_found_first():
     bits, _ = addition_problems(200, 8, seed=3)
-    states = layer_activations(carry_adder().get_layer("rnn"), bits)
-    best = find_units([("rnn", states)], {"carry": carries(bits)})["carry"]
+    recorded = layer_activations(carry_adder().get_layer("rnn"), bits)
+    best = find_units([recorded], {"carry": carries(bits)})["carry"]
     assert best[0].index == 0 and best[0].r > 0.95
 
 
@@ -217,7 +216,7 @@ def test_inspect_bad_arguments(args, message, lm_run, capsys):
 
 
 def test_the_default_text_is_the_first_validation_window_that_varies_most(tmp_path):
-    from unfold_rnn.inspect_run import _sample_text
+    from unfold_rnn.inspect_run import sample_text
 
     plain = ("a plain line\n" * 4)[:40]  # varies in line position and newlines only
     quoted = ('say "hi" now\n' * 4)[:40]  # in quotes too
@@ -225,8 +224,8 @@ def test_the_default_text_is_the_first_validation_window_that_varies_most(tmp_pa
     path.write_text("t" * 120 + plain + quoted + plain)
     config = LanguageModelConfig(text=str(path), val_fraction=0.5)
     vocab = CharVocab.from_text(path.read_text())
-    assert _sample_text(config, vocab, None, 40) == quoted
+    assert sample_text(config, vocab, None, 40) == quoted
     path.write_text("t" * 120 + plain + plain.upper() + quoted)
-    assert _sample_text(config, vocab, None, 40) == quoted
+    assert sample_text(config, vocab, None, 40) == quoted
     path.write_text("t" * 120 + plain + plain.upper() + plain)
-    assert _sample_text(config, vocab, None, 40) == plain  # a tie: the first
+    assert sample_text(config, vocab, None, 40) == plain  # a tie: the first

@@ -17,8 +17,9 @@ from tensorboard.plugins.hparams import api as hp
 
 from unfold_rnn import runs
 from unfold_rnn.data import CharVocab, addition_problems
-from unfold_rnn.inspection import language_model_activations, saturation
+from unfold_rnn.inspection import saturation
 from unfold_rnn.sampling import Sampler
+from unfold_rnn.stepper import LanguageModelStepper
 
 
 class TimeBudget(keras.callbacks.Callback):
@@ -172,13 +173,13 @@ class GateStatistics(_Summaries):
 
     def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
         with self.writing():
-            for layer_name, activations in language_model_activations(self.model, self.ids):
-                for name, values in activations.items():
-                    tf.summary.histogram(f"activations/{layer_name}/{name}", values, step=epoch)
-                    if name in ("h", "c"):
-                        continue
+            for recorded in LanguageModelStepper(self.model).activations(self.ids):
+                for name, values in {**recorded.states, **recorded.gates}.items():
+                    tag = f"activations/{recorded.layer}/{name}"
+                    tf.summary.histogram(tag, values, step=epoch)
+                for name, values in recorded.gates.items():
                     left, right = saturation(values)
-                    tag = f"gates/{layer_name}/{name}"
+                    tag = f"gates/{recorded.layer}/{name}"
                     tf.summary.scalar(f"{tag}/mean", float(values.mean()), step=epoch)
                     tf.summary.scalar(f"{tag}/left_saturated", left, step=epoch)
                     tf.summary.scalar(f"{tag}/right_saturated", right, step=epoch)

@@ -105,11 +105,6 @@ def writing_place(run_dir: Path, strategy: tf.distribute.Strategy) -> Iterator[P
         shutil.rmtree(place, ignore_errors=True)
 
 
-def replicas(strategy: tf.distribute.Strategy | None = None) -> int:
-    """How many replicas a step is split across."""
-    return (strategy or tf.distribute.get_strategy()).num_replicas_in_sync
-
-
 def shard_by_data(dataset: tf.data.Dataset) -> tf.data.Dataset:
     """Under multi-worker, each worker takes its part of every global batch (our streams are
     computed, not read from files, so there are no files to share out)."""

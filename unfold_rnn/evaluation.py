@@ -26,8 +26,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from unfold_rnn.cells import state_sizes
 from unfold_rnn.data import text_windows
+from unfold_rnn.stepper import LanguageModelStepper, States
 
 STREAMS = 16  # parts of the text read side by side
 WINDOW = 100  # characters read per call when streaming; any length gives the same loss
@@ -49,51 +49,21 @@ def window_loss(model: keras.Model, ids: np.ndarray, seq_len: int, batch_size: i
 class StreamReader:
     """Reads texts as streams with a language model (see the module's docstring).
 
-    For a model as `build_language_model` makes it, with our layers or Keras's: one chain of
-    layers from ids (B, T) to logits (B, T, V). Each recurrent layer gets a twin that also
-    returns its final states; `loss` copies the model's current weights into the twins, so
-    one reader can follow a model through training. Dropout is off (as in evaluation).
+    For a model as `build_language_model` makes it, with our layers or Keras's, read through
+    its `LanguageModelStepper`, which unfolds the model's own cells: one reader follows a
+    model through training. Dropout is off (as in evaluation).
     """
 
     def __init__(self, model: keras.Model) -> None:
-        self._model = model
-        self._layers = [layer for layer in model.layers if not _is_input(layer)]
-        self._twins = {}
-        for layer in self._layers:
-            if hasattr(layer, "cell"):
-                config = {
-                    **layer.get_config(),
-                    "return_sequences": True,
-                    "return_state": True,
-                    "stateful": False,  # the reader carries the states itself
-                }
-                twin = type(layer).from_config(config)
-                twin.build(layer.input.shape)
-                self._twins[layer.name] = twin
-        if not self._twins:
-            raise ValueError("The model has no recurrent layers whose states could carry.")
+        self._stepper = LanguageModelStepper(model)
         self._read = tf.function(self._read_fn, jit_compile=True, reduce_retracing=True)
-        self._checked = False  # whether a first window has shown the model to be one chain
 
-    def _read_fn(self, ids: tf.Tensor, targets: tf.Tensor, states: dict) -> tuple:
-        """One window (B, W) from `states`: the sum of its cross-entropies, its logits, and
-        the states after it."""
-        h, new_states = ids, {}
-        for layer in self._layers:
-            twin = self._twins.get(layer.name)
-            if twin is None:
-                h = layer(h, training=False)
-            else:
-                h, *new_states[layer.name] = twin(h, initial_state=states[layer.name])
-        logits = tf.cast(h, tf.float32)
-        losses = tf.nn.sparse_softmax_cross_entropy_with_logits(targets, logits)
-        return tf.reduce_sum(losses), logits, new_states
-
-    def _zero_states(self, batch_size: int) -> dict:
-        return {
-            name: [tf.zeros((batch_size, size)) for size in state_sizes(twin.cell)]
-            for name, twin in self._twins.items()
-        }
+    def _read_fn(self, ids: tf.Tensor, targets: tf.Tensor, states: States) -> tuple:
+        """One window (B, W) from `states`: the sum of its cross-entropies, and the states
+        after it."""
+        logits, states = self._stepper.read(ids, states)
+        losses = tf.nn.sparse_softmax_cross_entropy_with_logits(targets, tf.cast(logits, "float32"))
+        return tf.reduce_sum(losses), states
 
     def loss(self, ids: np.ndarray, streams: int = STREAMS, window: int = WINDOW) -> float:
         """Mean nats/char of `ids` read as `streams` contiguous parts side by side, states
@@ -107,41 +77,18 @@ class StreamReader:
             )
         if streams < 1 or window < 1:
             raise ValueError(f"streams and window must be >= 1; got {streams} and {window}.")
-        for layer in self._layers:
-            if layer.name in self._twins:
-                self._twins[layer.name].set_weights(layer.get_weights())
         streams = usable_streams(streams, len(ids))
         length = (len(ids) - 1) // streams  # characters predicted per part
         used = ids[: streams * length + 1]
         inputs = used[:-1].reshape(streams, length)  # row i: the i-th part
         targets = used[1:].reshape(streams, length)  # each character's next one
-        states = self._zero_states(streams)
+        states = self._stepper.initial_states(streams)
         total = 0.0
         for start in range(0, length, window):
             cut = slice(start, start + window)
-            if not self._checked:
-                window_total, states = self._read_first(inputs[:, cut], targets[:, cut], states)
-            else:
-                window_total, _, states = self._read(inputs[:, cut], targets[:, cut], states)
+            window_total, states = self._read(inputs[:, cut], targets[:, cut], states)
             total += float(window_total)
         return total / inputs.size
-
-    def _read_first(self, ids: np.ndarray, targets: np.ndarray, states: dict) -> tuple:
-        """The first window a reader reads, checked: from zero states the chain of layers must
-        give the model's own logits, or the model is not one chain and the reader would
-        measure something else."""
-        not_a_chain = ValueError(
-            "This model is not one chain of layers from character ids to logits (as "
-            "build_language_model makes it), so it cannot be read as a stream."
-        )
-        try:
-            total, logits, states = self._read(ids, targets, states)
-        except (ValueError, TypeError) as error:
-            raise not_a_chain from error
-        if not np.allclose(logits, self._model(ids, training=False), atol=1e-2, rtol=1e-2):
-            raise not_a_chain
-        self._checked = True  # the layers do not change, so one check serves every call
-        return total, states
 
 
 def stream_loss(
@@ -156,7 +103,3 @@ def describe(nats: float) -> str:
     return (
         f"{nats:.4f} nats/char, {nats / math.log(2):.4f} bits/char, perplexity {math.exp(nats):.3f}"
     )
-
-
-def _is_input(layer: keras.layers.Layer) -> bool:
-    return isinstance(layer, keras.layers.InputLayer)

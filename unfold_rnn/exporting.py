@@ -39,23 +39,13 @@ import keras
 import tensorflow as tf
 
 from unfold_rnn import runs
-from unfold_rnn.cells import state_sizes
 from unfold_rnn.data import CharVocab
 from unfold_rnn.sampling import Sampler
+from unfold_rnn.stepper import StateSlot
 
 CHARS_ASSET = "chars.txt"
 DESCRIPTION = "unfold_rnn.json"
 TFLITE = "step.tflite"
-
-
-@dataclass(frozen=True)
-class StateSlot:
-    """Where one state of one layer sits in `step`'s row of states."""
-
-    layer: str  # the recurrent layer's name, e.g. "rnn_0"
-    state: str  # "h", or an LSTM's cell state "c"
-    offset: int
-    size: int
 
 
 @dataclass(frozen=True)
@@ -175,7 +165,7 @@ class _LanguageModelServing(_Serving):
         chars_file.parent.mkdir()
         chars_file.write_bytes("".join(vocab.chars).encode("utf-8"))
         self.chars = tf.saved_model.Asset(str(chars_file))
-        self.layout = _state_layout(self._sampler.recurrent_layers)
+        self.layout = self._sampler.stepper.state_layout()
         self.width = sum(slot.size for slot in self.layout)
 
     def save(self, path: Path) -> None:
@@ -218,10 +208,7 @@ class _LanguageModelServing(_Serving):
     def _step(self, ids: tf.Tensor, states: tf.Tensor) -> dict[str, tf.Tensor]:
         """One character per sequence; the states as one row of `width` numbers each."""
         parts = iter(tf.split(states, [slot.size for slot in self.layout], axis=1))
-        nested = [
-            [next(parts) for _ in state_sizes(layer.cell)]
-            for layer in self._sampler.recurrent_layers
-        ]
+        nested = [[next(parts) for _ in names] for names in self._sampler.stepper.state_names]
         logits, new_states = self._sampler.step(ids, nested)
         flat = [tf.cast(state, tf.float32) for layer in new_states for state in layer]
         return {"logits": tf.cast(logits, tf.float32), "states": tf.concat(flat, axis=1)}
@@ -255,19 +242,6 @@ class _LanguageModelServing(_Serving):
             prime_ids = tf.argmax(tf.cast(matches, tf.int32), axis=1, output_type=tf.int32)
         ids = self._sampler.continuation(prime_ids[None], length, temperature, seed)
         return {"text": prime + tf.strings.reduce_join(tf.gather(chars, ids[0]))}
-
-
-def _state_layout(layers: list[keras.layers.Layer]) -> tuple[StateSlot, ...]:
-    """Each state's place in `step`'s row of states: layer after layer, each layer's states
-    in its cell's order."""
-    slots, offset = [], 0
-    for layer in layers:
-        sizes = state_sizes(layer.cell)
-        names = ["h", "c"] if len(sizes) == 2 else ["h"]
-        for name, size in zip(names, sizes, strict=True):
-            slots.append(StateSlot(layer.name, name, offset, int(size)))
-            offset += int(size)
-    return tuple(slots)
 
 
 # -- binary addition ---------------------------------------------------------------------------

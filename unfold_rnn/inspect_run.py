@@ -16,7 +16,6 @@ from pathlib import Path
 import tensorflow as tf
 
 from unfold_rnn import pictures, runs
-from unfold_rnn.cells import state_sizes
 from unfold_rnn.data import CharVocab, addition_problems, default_corpus, read_text
 from unfold_rnn.inspection import (
     Unit,
@@ -24,12 +23,15 @@ from unfold_rnn.inspection import (
     correlations,
     find_units,
     gate_saturation,
-    language_model_activations,
-    layer_activations,
     text_properties,
     varies,
 )
-from unfold_rnn.layers import Unfold
+from unfold_rnn.stepper import (
+    LanguageModelStepper,
+    layer_activations,
+    recurrent_layers,
+    state_names,
+)
 
 
 @dataclass
@@ -63,21 +65,22 @@ def inspect_run(
         raise ValueError(f"--chars must be at least 2; got {chars}.")
     out = Path(out) if out is not None else run_dir / "inspect"
     model = runs.load_model(run_dir / runs.MODEL)
-    recurrent = [layer for layer in model.layers if isinstance(layer, Unfold)]
+    recurrent = recurrent_layers(model)
     if not 0 <= layer < len(recurrent):
         raise ValueError(f"--layer must be from 0 to {len(recurrent) - 1}; got {layer}.")
     units = recurrent[layer].cell.units
     if unit is not None and not 0 <= unit < units:
         raise ValueError(f"--unit must be from 0 to {units - 1} in layer {layer}; got {unit}.")
-    if state not in ("h", "c") or (state == "c" and len(state_sizes(recurrent[layer].cell)) < 2):
-        raise ValueError(f"--state must be h{' or c' if config.cell == 'lstm' else ''}.")
+    names = state_names(recurrent[layer])
+    if state not in names:
+        raise ValueError(f"--state must be {' or '.join(names)} for layer {layer}; got {state}.")
     out.mkdir(parents=True, exist_ok=True)
     if config.kind == "language_model":
         return _language_model(run_dir, config, model, text, layer, unit, state, chars, out)
     return _addition(run_dir, config, recurrent, layer, unit, state, out)
 
 
-def _sample_text(config, vocab: CharVocab, text: str | Path | None, chars: int) -> str:
+def sample_text(config, vocab: CharVocab, text: str | Path | None, chars: int) -> str:
     if text is not None:
         whole = read_text(text)
         alphabet = set(vocab.chars)
@@ -103,21 +106,21 @@ def _properties_varying(text: str) -> int:
 
 def _language_model(run_dir, config, model, text, layer, unit, state, chars, out) -> Inspection:
     vocab = runs.read_vocab(run_dir)
-    sample = _sample_text(config, vocab, text, chars)
-    activations = language_model_activations(model, vocab.encode(sample)[None])
+    sample = sample_text(config, vocab, text, chars)
+    activations = LanguageModelStepper(model).activations(vocab.encode(sample)[None])
     properties = text_properties(sample)
     found = find_units(activations, properties)
-    name, states = activations[layer]
+    name = activations[layer].layer
     chosen_unit = 0 if unit is None else unit
     chosen = Unit(layer, name, state, chosen_unit, 0.0)
-    chosen_values = states[state][0, :, chosen_unit]
+    chosen_values = activations[layer].states[state][0, :, chosen_unit]
     chosen_r = {p: float(correlations(chosen_values[:, None], v)[0]) for p, v in properties.items()}
     traces = [pictures.Trace(f"chosen: {name} {state}[{chosen_unit}]", chosen_values)]
     for prop, best in found.items():
         if not best:
             continue  # the text does not vary in this property
         top = best[0]
-        values = activations[top.layer][1][top.state][0, :, top.index]
+        values = activations[top.layer].states[top.state][0, :, top.index]
         traces.append(pictures.Trace(f"tracks {prop}: {top}", values))
     heading = f"Units of {run_dir.name} over {len(sample):,} characters"
     images = {"units": pictures.text_png(sample, traces)}
@@ -126,13 +129,11 @@ def _language_model(run_dir, config, model, text, layer, unit, state, chars, out
         pictures.write(out / "units.png", images["units"]),
     ]
     panels, gates = [], {}
-    for layer_name, layer_states in activations:
-        for gate, values in layer_states.items():
-            if gate in ("h", "c"):
-                continue
+    for recorded in activations:
+        for gate, values in recorded.gates.items():
             left, right = gate_saturation(values)
-            panels.append((f"{layer_name} {gate} gate", left, right))
-            gates[f"{layer_name}/{gate}"] = (float(left.mean()), float(right.mean()))
+            panels.append((f"{recorded.layer} {gate} gate", left, right))
+            gates[f"{recorded.layer}/{gate}"] = (float(left.mean()), float(right.mean()))
     if panels:
         images["gates"] = pictures.saturation_png(panels)
         files.append(pictures.write(out / "gates.png", images["gates"]))
@@ -143,14 +144,14 @@ def _language_model(run_dir, config, model, text, layer, unit, state, chars, out
 
 def _addition(run_dir, config, recurrent, layer, unit, state, out) -> Inspection:
     bits, _ = addition_problems(500, config.bits, seed=config.seed + 101)
-    states = layer_activations(recurrent[layer], bits)  # from zero states, as at inference
+    recorded = layer_activations(recurrent[layer], bits)  # from zero states, as at inference
     carry = carries(bits)
     # An adder has one recurrent layer (--layer 0), so find_units numbers it right.
-    found = find_units([(recurrent[layer].name, states)], {"carry": carry})
+    found = find_units([recorded], {"carry": carry})
     top = found["carry"][0]
     chosen = Unit(layer, recurrent[layer].name, state, unit, 0.0) if unit is not None else None
     shown = chosen or top
-    values = states[shown.state][..., shown.index]
+    values = recorded.states[shown.state][..., shown.index]
     r = float(correlations(values[..., None], carry)[0])
     title = f"{shown.layer_name} {shown.state}[{shown.index}] against the carry (r = {r:+.2f})"
     images = {"carry": pictures.carry_png(values, carry, title)}

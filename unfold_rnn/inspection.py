@@ -1,17 +1,13 @@
-"""Looking inside a trained network: every recurrent unit's state and gates at every step.
+"""Looking inside a trained network: what its units' states and gates track.
 
-`layer_activations(layer, inputs)` steps one of our layers through its cell and returns, as
-arrays of shape (batch, time, units), the hidden state `h`, an LSTM's cell state `c`, and each
-sigmoid gate (GRU: `update`, `reset`; LSTM: `input`, `forget`, `output`).
-`language_model_activations(model, ids)` does it for every recurrent layer of a language
-model, feeding each layer the one below, as the model does at inference.
-
-Then the search for units that mean something (Karpathy, Johnson & Fei-Fei, "Visualizing and
-Understanding Recurrent Networks", 2015): `text_properties(text)` gives simple properties of
-every position of a text (inside quotes, inside brackets, position in the line, indentation,
-just after a newline), `carries(bits)` the carry of binary additions, and `find_units` ranks
-every unit of every layer by how well its activation tracks each of them (Pearson's r).
-`gate_saturation` gives, per unit, how often each gate is saturated, the paper's Figure 3.
+The states and gates themselves, every unit at every step, come from `unfold_rnn.stepper`
+(`layer_activations`, `LanguageModelStepper.activations`). Then the search for units that
+mean something (Karpathy, Johnson & Fei-Fei, "Visualizing and Understanding Recurrent
+Networks", 2015): `text_properties(text)` gives simple properties of every position of a
+text (inside quotes, inside brackets, position in the line, indentation, just after a
+newline), `carries(bits)` the carry of binary additions, and `find_units` ranks every unit of
+every layer by how well its activation tracks each of them (Pearson's r). `gate_saturation`
+gives, per unit, how often each gate is saturated, the paper's Figure 3.
 """
 
 from __future__ import annotations
@@ -19,57 +15,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import keras
 import numpy as np
-import tensorflow as tf
 
-from unfold_rnn.layers import Unfold
+from unfold_rnn.stepper import Activations
 
 SATURATED_LOW, SATURATED_HIGH = 0.1, 0.9  # a gate below / above is left / right saturated
-
-
-def layer_activations(layer: Unfold, inputs: np.ndarray | tf.Tensor) -> dict[str, np.ndarray]:
-    """States and gates of `layer` over `inputs` (batch, time, features), from zero states."""
-    if not isinstance(layer, Unfold):
-        raise ValueError(f"Can only look inside unfold_rnn layers; got {type(layer).__name__}.")
-    cell = layer.cell
-    inputs = tf.convert_to_tensor(inputs, dtype=layer.compute_dtype)
-    projected = cell.project_inputs(inputs)  # (B, T, G)
-    states = tuple(cell.get_initial_state(tf.shape(inputs)[0]))
-    steps = range(inputs.shape[1])
-    record: dict[str, list[tf.Tensor]] = {}
-    for t in reversed(steps) if layer.go_backwards else steps:
-        states, gates = cell.step_with_gates(projected[:, t], states)
-        named = {"h": states[0], **({"c": states[1]} if len(states) > 1 else {}), **gates}
-        for name, value in named.items():
-            record.setdefault(name, []).append(value)
-    order = slice(None, None, -1) if layer.go_backwards else slice(None)
-    return {name: np.stack(values[order], axis=1) for name, values in record.items()}
-
-
-def language_model_activations(
-    model: keras.Model, ids: np.ndarray
-) -> list[tuple[str, dict[str, np.ndarray]]]:
-    """(layer name, activations) for each recurrent layer of a language model, over ids
-    (batch, time)."""
-    x = None
-    found = []
-    for layer in model.layers:
-        if isinstance(layer, keras.layers.InputLayer):
-            continue
-        if isinstance(layer, keras.layers.Embedding):
-            x = layer(np.asarray(ids))
-        elif isinstance(layer, Unfold):
-            activations = layer_activations(layer, x)
-            found.append((layer.name, activations))
-            x = activations["h"]
-        elif isinstance(layer, keras.layers.Dropout):
-            continue  # inactive at inference
-        else:
-            break  # the output layer
-    if not found:
-        raise ValueError("The model has no unfold_rnn recurrent layers to look inside.")
-    return found
 
 
 def saturation(gate: np.ndarray) -> tuple[float, float]:
@@ -170,23 +120,22 @@ def varies(signal: np.ndarray) -> bool:
 
 
 def find_units(
-    activations: Sequence[tuple[str, dict[str, np.ndarray]]],
+    activations: Sequence[Activations],
     signals: dict[str, np.ndarray],
     top: int = 3,
 ) -> dict[str, list[Unit]]:
     """For each signal (one value per position of the activations), the `top` units of all
-    layers and states whose activation correlates with it most strongly, either way; none
-    for a signal that does not vary (a text without quotes, say)."""
+    layers' states whose activation correlates with it most strongly, either way; none for
+    a signal that does not vary (a text without quotes, say)."""
     found = {}
     for name, signal in signals.items():
         units = []
         if not varies(signal):
             found[name] = units
             continue
-        for layer, (layer_name, states) in enumerate(activations):
-            for state in ("h", "c"):
-                if state in states:
-                    r = correlations(states[state], signal)
-                    units += [Unit(layer, layer_name, state, i, float(r[i])) for i in range(len(r))]
+        for layer, recorded in enumerate(activations):
+            for state, values in recorded.states.items():
+                r = correlations(values, signal)
+                units += [Unit(layer, recorded.layer, state, i, float(r[i])) for i in range(len(r))]
         found[name] = sorted(units, key=lambda unit: -abs(unit.r))[:top]
     return found

@@ -24,6 +24,7 @@ import numpy as np
 import tensorflow as tf
 
 from unfold_rnn.data import CharVocab
+from unfold_rnn.stepper import LanguageModelStepper, States
 
 # Characters per compiled call. Generation runs as a `tf.while_loop` compiled by XLA, CHUNK
 # steps per call, so Python and TensorFlow's per-call cost are paid once per chunk; a chunk
@@ -62,12 +63,6 @@ class SamplingOptions:
             raise ValueError(f"top-p must be in (0, 1]; got {self.top_p}.")
 
 
-def filter_logits(logits: tf.Tensor, options: SamplingOptions) -> tf.Tensor:
-    """Logits (B, V) scaled by the temperature, with characters outside top-k / top-p set
-    to -inf so they are never drawn."""
-    return keep_top(tf.cast(logits, tf.float32) / options.temperature, options)
-
-
 def keep_top(logits: tf.Tensor, options: SamplingOptions) -> tf.Tensor:
     """Logits (B, V) with the characters outside top-k / top-p set to -inf."""
     never = tf.fill(tf.shape(logits), -np.inf)
@@ -95,9 +90,8 @@ def keep_top(logits: tf.Tensor, options: SamplingOptions) -> tf.Tensor:
 
 
 class Sampler:
-    """Steps a language model built by `build_language_model` one character at a time.
-
-    Works with our layers and with Keras's built-ins alike: both expose their `cell`.
+    """Generates text from a language model built by `build_language_model`, stepping it one
+    character at a time through its `LanguageModelStepper` (our layers or Keras's alike).
 
     Example:
         >>> sampler = Sampler(model, vocab)
@@ -106,37 +100,20 @@ class Sampler:
 
     def __init__(self, model: keras.Model, vocab: CharVocab) -> None:
         self.vocab = vocab
-        self._embedding = _only(model, keras.layers.Embedding, "an Embedding layer")
-        self._recurrent = [layer for layer in model.layers if hasattr(layer, "cell")]
-        if not self._recurrent:
-            raise ValueError("The model has no recurrent layers to step through.")
-        self._logits = model.layers[-1]
-        if self._logits.units != len(vocab):
+        self.stepper = LanguageModelStepper(model)
+        if self.stepper.vocab_size != len(vocab):
             raise ValueError(
-                f"The model predicts {self._logits.units} characters but the vocabulary has "
-                f"{len(vocab)}: they do not belong together."
+                f"The model predicts {self.stepper.vocab_size} characters but the vocabulary "
+                f"has {len(vocab)}: they do not belong together."
             )
-        self._step = tf.function(self._step_fn, reduce_retracing=True)
+        self._step = tf.function(self.stepper.step, reduce_retracing=True)
         self._read = tf.function(self._read_fn, reduce_retracing=True)
         self._advance: dict[SamplingOptions, Any] = {}  # one compiled function per options
 
-    @property
-    def recurrent_layers(self) -> list[keras.layers.Layer]:
-        """The model's recurrent layers, in the order `step`'s states list them."""
-        return list(self._recurrent)
+    def initial_states(self, batch_size: int | tf.Tensor) -> States:
+        return self.stepper.initial_states(batch_size)
 
-    def initial_states(self, batch_size: int) -> list[list[tf.Tensor]]:
-        return [list(layer.cell.get_initial_state(batch_size)) for layer in self._recurrent]
-
-    def _step_fn(self, ids: tf.Tensor, states: list) -> tuple[tf.Tensor, list]:
-        x = self._embedding(ids)  # (B, E)
-        new_states = []
-        for layer, layer_states in zip(self._recurrent, states, strict=True):
-            x, next_states = layer.cell(x, layer_states, training=False)  # (B, H)
-            new_states.append(list(next_states))
-        return self._logits(x), new_states  # (B, V)
-
-    def step(self, ids: np.ndarray | tf.Tensor, states: list) -> tuple[tf.Tensor, list]:
+    def step(self, ids: np.ndarray | tf.Tensor, states: States) -> tuple[tf.Tensor, States]:
         """One character per sequence: ids (B,) and the states -> logits (B, V), new states."""
         return self._step(tf.convert_to_tensor(ids, tf.int32), states)
 
@@ -214,10 +191,10 @@ class Sampler:
 
     def _read_fn(self, ids: tf.Tensor, states: list) -> tuple[tf.Tensor, list]:
         """Steps through ids (B, P), P >= 1: the logits after the last one, and the states."""
-        logits, states = self._step_fn(ids[:, 0], states)
+        logits, states = self.stepper.step(ids[:, 0], states)
 
         def body(t: tf.Tensor, logits: tf.Tensor, states: list) -> tuple:
-            return (t + 1, *self._step_fn(ids[:, t], states))
+            return (t + 1, *self.stepper.step(ids[:, t], states))
 
         _, logits, states = tf.while_loop(
             lambda t, *_: t < tf.shape(ids)[1], body, (tf.constant(1), logits, states)
@@ -247,7 +224,7 @@ class Sampler:
                 uniform = tf.random.stateless_uniform(tf.shape(filtered), key, 1e-20, 1.0)
                 noisy = filtered - tf.math.log(-tf.math.log(uniform))
                 ids = tf.argmax(noisy, axis=-1, output_type=tf.int32)
-            logits, states = self._step_fn(ids, states)
+            logits, states = self.stepper.step(ids, states)
             return t + 1, logits, states, picked.write(t, ids)
 
         picked = tf.TensorArray(tf.int32, size=CHUNK)
@@ -255,13 +232,6 @@ class Sampler:
             lambda t, *_: t < CHUNK, body, (tf.constant(0), logits, states, picked)
         )
         return tf.transpose(picked.stack()), logits, states  # (B, CHUNK)
-
-
-def _only(model: keras.Model, layer_type: type, what: str) -> keras.layers.Layer:
-    found = [layer for layer in model.layers if isinstance(layer, layer_type)]
-    if len(found) != 1:
-        raise ValueError(f"Expected a language model with {what}; found {len(found)}.")
-    return found[0]
 
 
 def _fresh_seed() -> int:
