@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,9 @@ import pytest
 
 import unfold_rnn
 from unfold_rnn import cli
+
+# The installed `unfold-rnn` command, as a user runs it (pip puts it beside the interpreter).
+UNFOLD_RNN = str(Path(sys.executable).with_name("unfold-rnn"))
 
 
 @dataclass(frozen=True)

@@ -7,13 +7,13 @@ import hashlib
 import json
 import shutil
 import subprocess
-import sys
 import zipfile
 from pathlib import Path
 
 import keras
 import numpy as np
 import pytest
+from conftest import UNFOLD_RNN
 
 import unfold_rnn
 from unfold_rnn import cli, runs
@@ -202,7 +202,7 @@ def test_command_line_bad_input(args, message, files, logdir, tmp_path, capsys, 
 def test_a_real_process_prints_one_line_too(tmp_path):
     """As above, through a real process: TensorFlow's start-up noise stays out of stderr."""
     result = subprocess.run(
-        [sys.executable, "-m", "unfold_rnn", "train-lm", "--text", "/no/such/file.txt"],
+        [UNFOLD_RNN, "train-lm", "--text", "/no/such/file.txt"],
         capture_output=True,
         text=True,
         timeout=300,

@@ -13,6 +13,7 @@ import textwrap
 import numpy as np
 import pytest
 import tensorflow as tf
+from conftest import UNFOLD_RNN
 
 import unfold_rnn
 from unfold_rnn import cli, distribute, runs
@@ -98,7 +99,7 @@ def test_mirrored_on_two_cpus_matches_one_device(cell, tmp_path, text_file):
 def test_two_workers_train_one_run_kept_by_the_chief(tmp_path, text_file, free_ports):
     workers = [f"127.0.0.1:{port}" for port in free_ports(2)]
     logdir = tmp_path / "logs"
-    args = [sys.executable, "-m", "unfold_rnn", "train-lm", "--strategy", "multi-worker"]
+    args = [UNFOLD_RNN, "train-lm", "--strategy", "multi-worker"]
     args += ["--text", str(text_file), "--units", "12", "--embedding-dim", "6"]
     args += ["--seq-len", "16", "--batch-size", "8", "--steps-per-epoch", "4", "--epochs", "2"]
     args += ["--logdir", str(logdir), "--run-name", "shared"]

@@ -10,10 +10,12 @@ from pathlib import Path
 
 import unfold_rnn
 
-# Run in a fresh interpreter: sys.argv answers nothing and the descriptor calls fail, so an
-# import that read the one or touched the other would end with a traceback.
+# Run in a fresh interpreter: once TensorFlow and Keras have loaded (both open descriptors of
+# their own), sys.argv answers nothing and the descriptor calls fail, so a package import that
+# read the one or touched the other would end with a traceback.
 _IMPORT_WITHOUT_SIDE_EFFECTS = """
 import os, sys
+import keras, tensorflow
 
 class Untouchable(list):
     def __getitem__(self, i): raise AssertionError("sys.argv was read")
@@ -25,11 +27,16 @@ def refuse(*args): raise AssertionError("a file descriptor was touched")
 sys.argv = Untouchable()
 os.dup = os.dup2 = os.close = os.open = refuse
 import unfold_rnn
-print("tensorflow" in sys.modules)
+for name in ("LSTM", "GRU", "VanillaRNN", "MinGRU", "MinLSTM", "Unfold", "LSTMCell", "GRUCell",
+             "VanillaCell", "MinGRUCell", "MinLSTMCell", "BitsPerCharacter", "Perplexity",
+             "WholeSequenceAccuracy", "InitialStateNoise"):
+    print(keras.saving.get_registered_object(f"unfold_rnn>{name}") is getattr(unfold_rnn, name))
 """
 
 
-def test_importing_the_package_reads_no_argv_and_touches_no_descriptor():
+def test_importing_the_package_registers_every_class_and_has_no_other_side_effect():
+    """As every Keras extension: after `import unfold_rnn`, Keras knows each serializable
+    class by the name a saved model gives it."""
     done = subprocess.run(
         [sys.executable, "-c", _IMPORT_WITHOUT_SIDE_EFFECTS],
         capture_output=True,
@@ -37,14 +44,46 @@ def test_importing_the_package_reads_no_argv_and_touches_no_descriptor():
         timeout=120,
     )
     assert done.returncode == 0, done.stderr
-    assert done.stdout.split() == ["False"]  # TensorFlow loads when a name is first used
+    assert done.stdout.split() == ["True"] * 15
 
 
 def test_every_public_name_is_there():
     for name in unfold_rnn.__all__:
         assert getattr(unfold_rnn, name) is not None
-    assert unfold_rnn.runs.__name__ == "unfold_rnn.runs"  # submodules too
     assert "LSTM" in dir(unfold_rnn)
+
+
+def _imports(path: Path) -> set[str]:
+    """The package's modules that `path` imports, anywhere in it; `from unfold_rnn import X`
+    is module X when X is one, else the package's `__init__` ("_")."""
+    modules = {p.stem for p in PACKAGE.glob("*.py")}
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module == "unfold_rnn":
+            names = [f"unfold_rnn.{a.name if a.name in modules else '_'}" for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            names = [node.module or ""]
+        else:
+            continue
+        found |= {name.split(".")[1] for name in names if name.startswith("unfold_rnn.")}
+    return found - {path.stem}
+
+
+def test_no_module_imports_one_that_imports_it_back():
+    """Directly or through others, the package's `__init__` included."""
+    graph = {path.stem: _imports(path) for path in PACKAGE.glob("*.py")}
+
+    def reaches(start: str, goal: str, seen: set[str]) -> bool:
+        for module in graph.get(start, ()):
+            if module == goal or (module not in seen and reaches(module, goal, seen | {module})):
+                return True
+        return False
+
+    graph["_"] = graph.pop("__init__")
+    cycles = [m for m in graph if m != "_" and reaches(m, m, {m})]
+    assert cycles == []
 
 
 # -- the code reads in one sitting ------------------------------------------------------------

@@ -8,13 +8,13 @@ import os
 import random
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import keras
 import numpy as np
 import pytest
+from conftest import UNFOLD_RNN
 
 from unfold_rnn import runs
 from unfold_rnn.config import AdditionConfig, LanguageModelConfig
@@ -226,7 +226,7 @@ RUN_STEPS = 20  # 4 epochs of 5 steps
 
 
 def _command(logdir: Path, text_file: Path, resume: bool, cell: str) -> list[str]:
-    args = [sys.executable, "-m", "unfold_rnn", "train-lm", "--logdir", str(logdir)]
+    args = [UNFOLD_RNN, "train-lm", "--logdir", str(logdir)]
     args += ["--run-name", "run"]
     config = tiny_lm(text_file, epochs=RUN_STEPS // 5, checkpoint_every=2, cell=cell)
     for name in ("text", "cell", "units", "layers", "embedding_dim", "seq_len", "batch_size"):

@@ -23,6 +23,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
+import tensorflow as tf
+
+from unfold_rnn_command import stderr_to_devnull
+
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
@@ -36,7 +40,7 @@ def _shown(default: Any) -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     """The command line: every command and option, as `--help` shows them."""
-    from unfold_rnn import __version__
+    from unfold_rnn._version import __version__
     from unfold_rnn.config import AdditionConfig, LanguageModelConfig
     from unfold_rnn.evaluation import STREAMS
     from unfold_rnn.models import CELLS
@@ -207,10 +211,7 @@ def _check_resume_options(args: argparse.Namespace, config_class: type) -> None:
             )
         args.run_name = latest.name
         print(f"Resuming {latest}.", file=sys.stderr)
-    run_dir = Path(args.logdir) / args.run_name
-    if not (run_dir / runs.CONFIG).is_file():
-        return  # nothing to compare with: training says there is no run to resume
-    saved = runs.read_config(run_dir, config_class.kind)
+    _, saved, _ = runs.run_to_resume(args.logdir, args.run_name, config_class.kind)
     differ = [
         f"--{name.replace('_', '-')} (saved {getattr(saved, name)}, given {value})"
         for name, value in _given(args, config_class).items()
@@ -231,7 +232,6 @@ def _same_option(name: str, saved: Any, given: Any) -> bool:
 
 
 def _train(args: argparse.Namespace, config_class: type, train: Any) -> Any:
-    from unfold_rnn._quiet import stderr_to_devnull
     from unfold_rnn.distribute import make_strategy
 
     if args.resume:
@@ -396,12 +396,8 @@ COMMANDS = {
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of `unfold-rnn` and `python -m unfold_rnn`; returns the exit status."""
-    from unfold_rnn._quiet import import_tensorflow_quietly
-
-    argv = sys.argv[1:] if argv is None else argv
-    # Multi-worker training sets its strategy up before TensorFlow's devices (it quiets them).
-    import_tensorflow_quietly(set_up_devices="multi-worker" not in argv)
+    """The command line (`unfold-rnn` enters through `unfold_rnn_command.main`, which loads
+    this package quietly); returns the exit status."""
     from unfold_rnn import xla_settings
 
     parser = build_parser()
@@ -409,6 +405,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 0
+    # TensorFlow's device set-up writes notes of its own; multi-worker training sets its
+    # strategy up first (`_train` quiets it).
+    if getattr(args, "strategy", None) != "multi-worker":
+        with stderr_to_devnull():
+            tf.config.list_logical_devices()
     # Before anything is compiled: XLA reads XLA_FLAGS once (see unfold_rnn/xla_settings.py).
     xla_settings.apply_training_settings()
     try:

@@ -1,8 +1,10 @@
 """A run's configuration: typed dataclasses, saved as JSON in the run directory.
 
 The command line only parses into these; the training functions take them as they are.
-`config.json` also records which kind of run it was and the package version that made it,
-so `sample`, `evaluate` and `--resume` know what they are looking at.
+`config.json` also records which kind of run it was, the format of the run directory, and the
+package version that wrote it, so `sample`, `evaluate` and `--resume` know what they are
+looking at. Runs outlive versions: a version of the package reads every run whose format it
+knows, whichever version wrote it, and refuses a newer format with the version to install.
 """
 
 from __future__ import annotations
@@ -12,7 +14,12 @@ import json
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from unfold_rnn import __version__, _checks
+from unfold_rnn import _checks
+from unfold_rnn._version import __version__
+
+# The run directory's format (docs/cli.md): raise it, and teach `from_json` to read the one
+# before, whenever a run written now could not be read as the format says.
+RUN_FORMAT = 1
 
 
 @dataclass
@@ -92,7 +99,12 @@ CONFIGS = {c.kind: c for c in (LanguageModelConfig, AdditionConfig)}
 
 
 def to_json(config: LanguageModelConfig | AdditionConfig) -> str:
-    record = {"kind": config.kind, "version": __version__, **dataclasses.asdict(config)}
+    record = {
+        "kind": config.kind,
+        "format": RUN_FORMAT,
+        "version": __version__,  # which package wrote it, for people and for the refusal below
+        **dataclasses.asdict(config),
+    }
     return json.dumps(record, indent=2) + "\n"
 
 
@@ -104,11 +116,13 @@ def from_json(text: str) -> LanguageModelConfig | AdditionConfig:
         raise ValueError(f"the configuration is not valid JSON ({error})") from None
     if not isinstance(record, dict) or record.get("kind") not in CONFIGS:
         raise ValueError("the configuration does not say which kind of run it belongs to")
-    version = record.pop("version", None)
-    if version != __version__:
+    written_by = record.pop("version", None)
+    run_format = record.pop("format", 1)  # unfold_rnn 0.2.0 wrote format 1 and did not say so
+    if not isinstance(run_format, int) or run_format > RUN_FORMAT:
         raise ValueError(
-            f"the run was made by unfold_rnn {version}, and this is {__version__}; "
-            f"use unfold_rnn {version} for it, or train it again"
+            f"the run was written by unfold_rnn {written_by} in run format {run_format}, and "
+            f"unfold_rnn {__version__} reads formats up to {RUN_FORMAT}; install unfold_rnn "
+            f"{written_by} or later for it (pip install 'unfold_rnn>={written_by}')"
         )
     config_class = CONFIGS[record.pop("kind")]
     names = {field.name for field in dataclasses.fields(config_class)}

@@ -91,6 +91,25 @@ def read_config(run_dir: str | Path, kind: str | None = None) -> Any:
     return config
 
 
+def run_to_resume(logdir: str | Path, run_name: str | None, kind: str) -> tuple[Path, Any, State]:
+    """The directory, configuration and state of the run of `kind` that `--resume` is to
+    continue, or a ValueError saying why there is none."""
+    if not run_name:
+        raise ValueError("--resume needs the --run-name of the run to continue.")
+    run_dir = Path(logdir) / run_name
+    if not (run_dir / CONFIG).is_file():
+        raise ValueError(
+            f"There is no run to resume at {run_dir}; start one without --resume."
+            if not run_dir.is_dir() or not any(run_dir.iterdir())
+            else f"{run_dir} holds no run to resume (it has no {CONFIG})."
+        )
+    config = read_config(run_dir, kind)
+    state = read_state(run_dir)
+    if state.finished:
+        raise ValueError(f"{run_dir} has already finished its {state.epoch} epochs.")
+    return run_dir, config, state
+
+
 def read_vocab(run_dir: str | Path) -> CharVocab:
     return CharVocab.load(Path(run_dir) / VOCAB)
 

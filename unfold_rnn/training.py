@@ -76,20 +76,8 @@ def _saved_run(
 ) -> tuple[Any, Path, runs.State]:
     """The configuration, directory and state of the run to resume: the run's own
     configuration, but for `config.checkpoint_every`, if set, which changes no result."""
-    if not run_name:
-        raise ValueError("--resume needs the --run-name of the run to continue.")
-    run_dir = Path(logdir) / run_name
-    if not (run_dir / runs.CONFIG).is_file():
-        raise ValueError(
-            f"There is no run to resume at {run_dir}; start one without --resume."
-            if not run_dir.is_dir() or not any(run_dir.iterdir())
-            else f"{run_dir} holds no run to resume (it has no {runs.CONFIG})."
-        )
-    saved = runs.read_config(run_dir, config.kind)
+    run_dir, saved, state = runs.run_to_resume(logdir, run_name, config.kind)
     saved.checkpoint_every = config.checkpoint_every or saved.checkpoint_every
-    state = runs.read_state(run_dir)
-    if state.finished:
-        raise ValueError(f"{run_dir} has already finished its {state.epoch} epochs.")
     return saved, run_dir, state
 
 
