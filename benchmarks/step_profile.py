@@ -99,7 +99,7 @@ def matmul_floor(cell: str, units: int, tf_kernels: bool = False) -> dict[str, A
     which ran a (T·B, H)ᵀ (T·B, G) matmul faster than XLA's on Zen 5."""
     config = {**CONFIGS["base"], "units": units}
     batch, steps = config["batch"], config["steps"]
-    width = LAYERS[cell].cell_class.gates * units  # the columns of W and U
+    width = LAYERS[cell](units).cell.gates * units  # the columns of W and U
     rows = batch * steps
     rng = np.random.default_rng(0)
 

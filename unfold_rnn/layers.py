@@ -134,6 +134,11 @@ class Unfold(keras.layers.Layer):
         """The carried states of a stateful layer (None otherwise, or before it is built)."""
         return self._carried.variables
 
+    @property
+    def state_size(self) -> list[int]:
+        """One size per state, in the cell's order, as Keras's recurrent layers give it."""
+        return state_sizes(self.cell)
+
     def get_initial_state(self, batch_size: int | tf.Tensor) -> list[tf.Tensor]:
         """The states a sequence starts from when none are given: zeros, each (batch, size),
         in the cell's order (`cell.state_names`)."""
@@ -370,22 +375,22 @@ class _PublicLayer(Unfold):
     """An `Unfold` that builds its own cell and flattens the cell's arguments into its own, as
     Keras's `LSTM`, `GRU` and `SimpleRNN` do (so a Keras layer's config builds ours)."""
 
-    cell_class: type = VanillaCell
-    cell_name: str = "vanilla_cell"
-    cell_args: tuple[str, ...] = _CELL_ARGS
-    own_cell_args: tuple[str, ...] = ("activation",)  # the cell's arguments beyond cell_args
+    _cell_class: type = VanillaCell
+    _cell_name: str = "vanilla_cell"
+    _cell_args: tuple[str, ...] = _CELL_ARGS
+    _own_cell_args: tuple[str, ...] = ("activation",)  # the cell's arguments beyond _cell_args
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         # Keras's layers read their cell's arguments back as their own (`layer.dropout`).
         super().__init_subclass__(**kwargs)
-        for name in cls.cell_args + cls.own_cell_args:
+        for name in cls._cell_args + cls._own_cell_args:
             setattr(cls, name, _cell_argument(name))
 
     def __init__(self, units: int, **kwargs: Any) -> None:
-        names = self.cell_args + self.own_cell_args
+        names = self._cell_args + self._own_cell_args
         cell_kwargs = {k: kwargs.pop(k) for k in names if k in kwargs}
         cell_kwargs.update({k: kwargs[k] for k in _SHARED_ARGS if k in kwargs})
-        cell = self.cell_class(units, name=self.cell_name, **cell_kwargs)
+        cell = self._cell_class(units, name=self._cell_name, **cell_kwargs)
         super().__init__(cell, **kwargs)
 
     @property
@@ -431,8 +436,8 @@ class VanillaRNN(_PublicLayer):
         >>> model = keras.Sequential(layers)
     """
 
-    cell_class = VanillaCell
-    cell_name = "vanilla_cell"
+    _cell_class = VanillaCell
+    _cell_name = "vanilla_cell"
 
 
 @keras.saving.register_keras_serializable(package="unfold_rnn")
@@ -446,9 +451,9 @@ class GRU(_PublicLayer):
         Others: as for `VanillaRNN`.
     """
 
-    cell_class = GRUCell
-    cell_name = "gru_cell"
-    own_cell_args = ("activation", "recurrent_activation", "reset_after")
+    _cell_class = GRUCell
+    _cell_name = "gru_cell"
+    _own_cell_args = ("activation", "recurrent_activation", "reset_after")
 
 
 @keras.saving.register_keras_serializable(package="unfold_rnn")
@@ -467,9 +472,9 @@ class LSTM(_PublicLayer):
         >>> model = keras.Model(inputs, outputs)
     """
 
-    cell_class = LSTMCell
-    cell_name = "lstm_cell"
-    own_cell_args = ("activation", "recurrent_activation", "unit_forget_bias")
+    _cell_class = LSTMCell
+    _cell_name = "lstm_cell"
+    _own_cell_args = ("activation", "recurrent_activation", "unit_forget_bias")
 
 
 @keras.saving.register_keras_serializable(package="unfold_rnn")
@@ -494,10 +499,10 @@ class MinGRU(_PublicLayer):
         >>> model = keras.Sequential(layers)
     """
 
-    cell_class = MinGRUCell
-    cell_name = "min_gru_cell"
-    cell_args = _MIN_CELL_ARGS
-    own_cell_args = ()
+    _cell_class = MinGRUCell
+    _cell_name = "min_gru_cell"
+    _cell_args = _MIN_CELL_ARGS
+    _own_cell_args = ()
 
 
 @keras.saving.register_keras_serializable(package="unfold_rnn")
@@ -513,7 +518,7 @@ class MinLSTM(_PublicLayer):
         Others: as for `MinGRU`.
     """
 
-    cell_class = MinLSTMCell
-    cell_name = "min_lstm_cell"
-    cell_args = _MIN_CELL_ARGS
-    own_cell_args = ()
+    _cell_class = MinLSTMCell
+    _cell_name = "min_lstm_cell"
+    _cell_args = _MIN_CELL_ARGS
+    _own_cell_args = ()
