@@ -36,4 +36,4 @@ def main() -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     with stderr_to_devnull():
         from unfold_rnn import cli
-    return cli.main()
+    return cli.main(quiet=stderr_to_devnull)

@@ -1,5 +1,5 @@
 import sys
 
-from unfold_rnn.cli import main
+from unfold_rnn_command import main
 
 sys.exit(main())

@@ -1,4 +1,4 @@
-"""The `unfold-rnn` command (also `python -m unfold_rnn`).
+"""The `unfold-rnn` command's parser and commands (also `python -m unfold_rnn`).
 
     unfold-rnn train-lm        train a character-level language model
     unfold-rnn train-addition  train the network that learns to add binary numbers
@@ -16,16 +16,16 @@ settings of `unfold_rnn.xla_settings` go into XLA_FLAGS (each unless the user se
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import math
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any, NoReturn
 
 import tensorflow as tf
-
-from unfold_rnn_command import stderr_to_devnull
 
 
 class _Parser(argparse.ArgumentParser):
@@ -232,13 +232,10 @@ def _same_option(name: str, saved: Any, given: Any) -> bool:
 
 
 def _train(args: argparse.Namespace, config_class: type, train: Any) -> Any:
-    from unfold_rnn.distribute import make_strategy
-
     if args.resume:
         _check_resume_options(args, config_class)
     config = config_class(**_given(args, config_class))
-    with stderr_to_devnull():  # TensorFlow's device set-up notes, as at start-up
-        strategy = make_strategy(args.strategy)
+    strategy = args.strategy  # made by `_set_up_devices`
     return train(config, args.logdir, args.run_name, args.resume, _verbosity(), strategy=strategy)
 
 
@@ -395,9 +392,25 @@ COMMANDS = {
 }
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """The command line (`unfold-rnn` enters through `unfold_rnn_command.main`, which loads
-    this package quietly); returns the exit status."""
+def _set_up_devices(args: argparse.Namespace) -> None:
+    """TensorFlow's devices, before the command runs: for training, within the strategy that
+    --strategy names (which replaces the name in `args`; multi-worker training must set its
+    cluster up before any device)."""
+    from unfold_rnn.distribute import make_strategy
+
+    if hasattr(args, "strategy"):
+        args.strategy = make_strategy(args.strategy)
+    else:
+        tf.config.list_logical_devices()
+
+
+def main(
+    argv: Sequence[str] | None = None,
+    quiet: Callable[[], AbstractContextManager] = contextlib.nullcontext,
+) -> int:
+    """The command line; returns the exit status. TensorFlow sets its devices up within
+    `quiet()`: the `unfold-rnn` command (`unfold_rnn_command.main`) passes one that keeps
+    TensorFlow's notes off stderr."""
     from unfold_rnn import xla_settings
 
     parser = build_parser()
@@ -405,14 +418,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 0
-    # TensorFlow's device set-up writes notes of its own; multi-worker training sets its
-    # strategy up first (`_train` quiets it).
-    if getattr(args, "strategy", None) != "multi-worker":
-        with stderr_to_devnull():
-            tf.config.list_logical_devices()
     # Before anything is compiled: XLA reads XLA_FLAGS once (see unfold_rnn/xla_settings.py).
     xla_settings.apply_training_settings()
     try:
+        with quiet():
+            _set_up_devices(args)
         return COMMANDS[args.command](args) or 0
     except (ValueError, OSError) as error:
         message = str(error).strip().splitlines()[0] if str(error).strip() else repr(error)
