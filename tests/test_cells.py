@@ -189,3 +189,28 @@ def test_vanilla_output_slope_is_the_activations_derivative(activation, rng):
 )
 def test_no_output_slope_where_the_output_does_not_decide_it(cell):
     assert cell.fast_path().slope is None
+
+
+@pytest.mark.parametrize("activation", ["tanh", "relu"])  # relu: the block-by-block form
+def test_the_one_pass_lstm_cell_equals_the_readable_one(activation, rng):
+    """OnePassLSTMCell, which the LSTM layer runs, against LSTMCell with the same weights:
+    the same states, gates and gradients."""
+    cells = [
+        cls(3, activation=activation) for cls in (unfold_rnn.LSTMCell, unfold_rnn.OnePassLSTMCell)
+    ]
+    x = tf.constant(rng.normal(size=(4, 2)).astype("float32"))
+    states = [tf.constant(rng.normal(size=(4, 3)).astype("float32")) for _ in range(2)]
+    for cell in cells:
+        cell.build((4, 2))
+    cells[1].set_weights([rng.normal(size=w.shape).astype("float32") for w in cells[0].weights])
+    cells[0].set_weights(cells[1].get_weights())
+    results = []
+    for cell in cells:
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            new_states, gates = cell.step_with_gates(cell.project_inputs(x), tuple(states))
+            loss = tf.reduce_sum(new_states[0] * tf.sin(new_states[1]))
+        results.append([*new_states, *gates.values(), *tape.gradient(loss, [x, *cell.weights])])
+    for ours, readable in zip(results[1], results[0], strict=True):
+        np.testing.assert_allclose(ours, readable, atol=1e-6)
+    assert isinstance(unfold_rnn.LSTM(3).cell, unfold_rnn.OnePassLSTMCell)

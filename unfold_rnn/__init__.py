@@ -8,7 +8,7 @@ reads no command-line arguments and changes no setting of TensorFlow's.
 """
 
 from unfold_rnn._version import __version__
-from unfold_rnn.cells import GRUCell, LSTMCell, VanillaCell
+from unfold_rnn.cells import GRUCell, LSTMCell, OnePassLSTMCell, VanillaCell
 from unfold_rnn.data import CharVocab
 from unfold_rnn.exporting import export
 from unfold_rnn.layers import GRU, LSTM, MinGRU, MinLSTM, Unfold, VanillaRNN
@@ -34,6 +34,7 @@ __all__ = [
     "MinGRUCell",
     "MinLSTM",
     "MinLSTMCell",
+    "OnePassLSTMCell",
     "Perplexity",
     "Unfold",
     "VanillaCell",

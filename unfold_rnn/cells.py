@@ -465,14 +465,16 @@ class LSTMCell(_RecurrentCell):
         self, projected: tf.Tensor, recurrent: tf.Tensor, states: State
     ) -> tuple[State, dict[str, tf.Tensor]]:
         _, c = states  # (B, H)
-        z_i, z_f, z_c, z_o = tf.split(projected + recurrent, 4, axis=-1)
-        i = self.recurrent_activation(z_i)
-        f = self.recurrent_activation(z_f)
-        candidate = self.activation(z_c)
-        o = self.recurrent_activation(z_o)
+        i, f, candidate, o = self.gate_activations(projected + recurrent)
         c = f * c + i * candidate
         h = o * self.activation(c)
         return (h, c), {"input": i, "forget": f, "output": o}
+
+    def gate_activations(self, z: tf.Tensor) -> Sequence[tf.Tensor]:
+        """i, f, c~ and o from z_t = x_t W + h_{t-1} U + b, (B, 4H)."""
+        z_i, z_f, z_c, z_o = tf.split(z, 4, axis=-1)
+        rec_act = self.recurrent_activation
+        return rec_act(z_i), rec_act(z_f), self.activation(z_c), rec_act(z_o)
 
     def get_config(self) -> dict[str, Any]:
         return {
@@ -480,3 +482,31 @@ class LSTMCell(_RecurrentCell):
             "recurrent_activation": keras.activations.serialize(self.recurrent_activation),
             "unit_forget_bias": self.unit_forget_bias,
         }
+
+
+# Activations whose slope is bounded everywhere (no inf, no NaN for finite inputs).
+_BOUNDED_SLOPES = (
+    keras.activations.sigmoid,
+    keras.activations.tanh,
+    keras.activations.hard_sigmoid,
+    keras.activations.softsign,
+)
+
+
+@keras.saving.register_keras_serializable(package="unfold_rnn")
+class OnePassLSTMCell(LSTMCell):
+    """`LSTMCell` with its activations in one pass over all of z_t: the same parameters, the
+    same numbers, and the cell the `LSTM` layer runs.
+
+    Both activations go over the whole (B, 4H), each kept in its own blocks by `tf.where`:
+    XLA's CPU backend vectorises that, where it makes the block-by-block form a scalar loop
+    (docs/performance.md measures it). Only for activations with bounded slopes, since
+    `tf.where` sends the values it drops a zero gradient, and 0 * inf is NaN.
+    """
+
+    def gate_activations(self, z: tf.Tensor) -> Sequence[tf.Tensor]:
+        act, rec_act = self.activation, self.recurrent_activation
+        if act not in _BOUNDED_SLOPES or rec_act not in _BOUNDED_SLOPES:
+            return super().gate_activations(z)
+        block = tf.range(tf.shape(z)[-1]) // self.units  # 0, 1, 2, 3: i, f, c~, o
+        return tf.split(tf.where(block == 2, act(z), rec_act(z)), 4, axis=-1)

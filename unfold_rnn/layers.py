@@ -25,7 +25,7 @@ import keras
 import tensorflow as tf
 
 from unfold_rnn import _checks, unfolding
-from unfold_rnn.cells import GRUCell, LSTMCell, VanillaCell
+from unfold_rnn.cells import GRUCell, OnePassLSTMCell, VanillaCell
 from unfold_rnn.contract import state_sizes
 from unfold_rnn.min_cells import MinGRUCell, MinLSTMCell
 
@@ -458,8 +458,9 @@ class GRU(_PublicLayer):
 
 @keras.saving.register_keras_serializable(package="unfold_rnn")
 class LSTM(_PublicLayer):
-    """Long short-term memory over a sequence: `LSTMCell` unfolded; `keras.layers.LSTM`'s
-    twin (same arguments, same weights, same numbers).
+    """Long short-term memory over a sequence: `LSTMCell`'s equations unfolded (its sibling
+    `OnePassLSTMCell`, which XLA vectorises); `keras.layers.LSTM`'s twin (same arguments,
+    same weights, same numbers).
 
     Args:
         units: size of h and c.
@@ -472,7 +473,7 @@ class LSTM(_PublicLayer):
         >>> model = keras.Model(inputs, outputs)
     """
 
-    _cell_class = LSTMCell
+    _cell_class = OnePassLSTMCell  # LSTMCell's equations, its activations in one pass
     _cell_name = "lstm_cell"
     _own_cell_args = ("activation", "recurrent_activation", "unit_forget_bias")
 
