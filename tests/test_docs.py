@@ -77,3 +77,50 @@ def test_docs_cli_names_every_option(command, capsys):
     options = set(re.findall(r"(?<![\w-])--[a-z][a-z-]*", _options(command, capsys))) - {"--help"}
     assert options, command
     assert not [o for o in sorted(options) if f"`{o}" not in reference], command
+
+
+def _own_cell_class() -> type:
+    """The cell of docs/design.md's "A cell of your own", run as the page shows it."""
+    page = (ROOT / "docs" / "design.md").read_text(encoding="utf-8")
+    section = page.split("### A cell of your own", 1)[1]
+    code = re.search(r"```python\n(.*?)```", section, flags=re.S).group(1)
+    assert len(code.splitlines()) <= 32  # "in 30 lines", its two imports aside
+    namespace: dict = {}
+    exec(compile(code, "docs/design.md", "exec"), namespace)
+    return namespace["IndRNNCell"]
+
+
+def test_the_cell_of_your_own_in_the_design_page_runs_in_unfold():
+    """Against a plain numpy loop of its equation, masked and read backwards; and it trains."""
+    import keras
+    import numpy as np
+
+    import unfold_rnn
+
+    rng = np.random.default_rng(7)
+    layer = unfold_rnn.Unfold(
+        _own_cell_class()(5), return_sequences=True, return_state=True, go_backwards=True
+    )
+    x = rng.normal(size=(3, 6, 4)).astype("float32")
+    mask = rng.random((3, 6)) > 0.3
+    layer(x)
+    kernel, u, bias = (rng.normal(size=w.shape).astype("float32") for w in layer.get_weights())
+    layer.set_weights([kernel, u, bias])
+    outputs, final = layer(x, mask=mask)
+
+    h = np.zeros((3, 5), "float32")
+    expected = np.zeros((3, 6, 5), "float32")
+    for t in reversed(range(6)):  # go_backwards: outputs in the order read
+        step = np.maximum(0.0, x[:, t] @ kernel + u * h + bias)
+        h = np.where(mask[:, t, None], step, h)
+        expected[:, 5 - t] = h
+    seen = np.cumsum(mask[:, ::-1], axis=1) > 0  # zeros before the first kept step
+    np.testing.assert_allclose(outputs, np.where(seen[..., None], expected, 0.0), atol=1e-5)
+    np.testing.assert_allclose(final, h, atol=1e-5)
+
+    model = keras.Sequential([keras.Input((None, 4)), unfold_rnn.Unfold(_own_cell_class()(8))])
+    model.add(keras.layers.Dense(1))
+    model.compile(keras.optimizers.Adam(0.05), "mse")
+    y = x.sum(axis=(1, 2))[:, None]
+    losses = model.fit(x, y, epochs=20, verbose=0).history["loss"]
+    assert losses[-1] < losses[0] / 2

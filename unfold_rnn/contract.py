@@ -8,10 +8,12 @@ A cell is a Keras layer with
     get_initial_state(batch_size)      the states before the first step, each (B, size)
     project_inputs(x)     x W + b, (..., G), for every step at once
     step(p_t, states, recurrent_mask=None)   the new states, from p_t = x_t W + b
-    dropout, recurrent_dropout, dropout_mask(shape, rate)   the layer draws one mask per sequence
+    dropout, recurrent_dropout    rates (0 for none); with a rate above 0, also
+                          dropout_mask(shape, rate): the layer draws one mask per sequence
+    fast_path()           what a faster unfolding may use, as a value, or None
 
-That is all the reference unfolding (`unfold_rnn.scan`) reads. A cell may also offer, as a
-value from `fast_path()`, what a faster unfolding may use:
+That, `fast_path()` aside, is all the reference unfolding (`unfold_rnn.scan`) reads. What a
+cell may offer beyond it:
 
 - `OneMatmulStep`: the step is one matmul r_t = (h_{t-1} * m) U + b' (`recurrent_weights()`)
   and element-wise work around it (`combine(p_t, r_t, states)`); `unfold_rnn.bptt` then runs
@@ -53,7 +55,7 @@ class Cell(Protocol):
         self, projected: tf.Tensor, states: State, recurrent_mask: tf.Tensor | None = None
     ) -> State: ...
 
-    def dropout_mask(self, shape: Any, rate: float) -> tf.Tensor: ...
+    def fast_path(self) -> FastPath | None: ...
 
 
 class Combine(enum.Enum):
