@@ -64,14 +64,15 @@ def logdir(tmp_path_factory, lm_run) -> Path:
     shutil.copytree(lm_run, logdir / "lm")
     addition = ["train-addition", "--units", "4", "--bits", "4", "--epochs", "1"]
     assert cli.main([*addition, "--run-name", "add", "--logdir", str(logdir)]) == 0
-    for name in ("truncated", "tampered", "no_vocab", "old", "bad_checkpoint", "unfinished"):
+    for name in ("truncated", "tampered", "no_vocab", "future", "bad_checkpoint", "unfinished"):
         shutil.copytree(lm_run, logdir / name)
     model = logdir / "truncated" / runs.MODEL
     model.write_bytes(model.read_bytes()[: model.stat().st_size // 2])
     _tamper_with(logdir / "tampered" / runs.MODEL, logdir.parent / "marker")
     (logdir / "no_vocab" / runs.VOCAB).unlink()
-    config = json.loads((logdir / "old" / runs.CONFIG).read_text())
-    (logdir / "old" / runs.CONFIG).write_text(json.dumps({**config, "version": "0.0.1"}))
+    config = json.loads((logdir / "future" / runs.CONFIG).read_text())
+    future = {**config, "format": config["format"] + 1, "version": "9.0.0"}
+    (logdir / "future" / runs.CONFIG).write_text(json.dumps(future))
     for name in ("bad_checkpoint", "unfinished"):
         state = runs.read_state(logdir / name)
         state.finished = False
@@ -136,7 +137,7 @@ CLI_CASES = [
     (["sample", "{run:truncated}"], "is not a usable model file"),
     (["sample", "{run:tampered}"], "is not a usable model file"),
     (["sample", "{run:no_vocab}"], "No vocabulary file at"),
-    (["sample", "{run:old}"], "made by unfold_rnn 0.0.1"),
+    (["sample", "{run:future}"], "install unfold_rnn 9.0.0 or later"),
     (["export", "{missing}", "--out", "out"], "No run directory at"),
     (["export", "{dir}", "--out", "out"], "is not a run directory"),
     (["export", "{run:truncated}", "--out", "out"], "is not a usable model file"),
