@@ -41,7 +41,7 @@ class Loop(NamedTuple):
 
     cell: Any
     plan: OneMatmulStep
-    projected: tf.Tensor  # p_t = x_t W + b at every step, (T, B, G)
+    projected: tf.Tensor | None  # p_t = x_t W + b, (T, B, G); going back, for PARTS only
     initial_states: State
     kernel: tf.Tensor  # U, (H, G)
     bias: tf.Tensor | None  # b', the GRU's recurrent bias
@@ -251,7 +251,10 @@ def unfold(
             d_final = tuple(
                 tf.zeros_like(s) if d is None else d for s, d in zip(states0, d_final, strict=True)
             )
-            d_projected, d_initial, d_weights = passes.backward(how, kept, d_outputs, d_final)
+            # Only a step that reads p_t apart from r_t (PARTS) reads it again: for the others,
+            # x W + b need not be kept until the backward pass.
+            back = how if plan.combine is Combine.PARTS else how._replace(projected=None)
+            d_projected, d_initial, d_weights = passes.backward(back, kept, d_outputs, d_final)
             return (d_projected, *d_initial, *d_weights)
 
         return (kept.states[0], *(s[-1] for s in kept.states)), grad
