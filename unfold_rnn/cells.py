@@ -358,7 +358,7 @@ class GRUCell(_RecurrentCell):
     def fast_path(self) -> FastPath | None:
         if not self.reset_after:
             return None  # r_t scales h_{t-1} before U_h: two matmuls a step
-        return OneMatmulStep(Combine.PARTS, reads=("h",))  # r_t scales r_t's candidate block
+        return OneMatmulStep(Combine.PARTS, reads=("h",))  # the reset gate scales a block of r_t
 
     def recurrent_weights(self) -> tuple[tf.Tensor, tf.Tensor | None]:
         bias = self.bias[1] if self.use_bias and self.reset_after else None
