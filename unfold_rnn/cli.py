@@ -27,6 +27,18 @@ from typing import Any, NoReturn
 
 import tensorflow as tf
 
+from unfold_rnn import runs, xla_settings
+from unfold_rnn._version import __version__
+from unfold_rnn.config import AdditionConfig, LanguageModelConfig
+from unfold_rnn.data import read_text
+from unfold_rnn.distribute import make_strategy
+from unfold_rnn.evaluation import STREAMS, describe, stream_loss, usable_streams, window_loss
+from unfold_rnn.exporting import export
+from unfold_rnn.inspect_run import inspect_run
+from unfold_rnn.models import CELLS
+from unfold_rnn.sampling import Sampler, SamplingOptions
+from unfold_rnn.training import train_binary_addition, train_language_model
+
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
@@ -40,11 +52,6 @@ def _shown(default: Any) -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     """The command line: every command and option, as `--help` shows them."""
-    from unfold_rnn._version import __version__
-    from unfold_rnn.config import AdditionConfig, LanguageModelConfig
-    from unfold_rnn.evaluation import STREAMS
-    from unfold_rnn.models import CELLS
-
     lm, add = LanguageModelConfig(), AdditionConfig()
     parser = _Parser(
         prog="unfold-rnn",
@@ -200,8 +207,6 @@ def _check_resume_options(args: argparse.Namespace, config_class: type) -> None:
     """With `--resume`, find the run (--run-name, else the latest unfinished one in
     --logdir) and accept options equal to its saved configuration; any that differ are an
     error naming both values. (--checkpoint-every changes no result: it may differ.)"""
-    from unfold_rnn import runs
-
     if args.run_name is None:
         latest = runs.latest_unfinished(args.logdir, config_class.kind)
         if latest is None:
@@ -240,9 +245,6 @@ def _train(args: argparse.Namespace, config_class: type, train: Any) -> Any:
 
 
 def _train_lm(args: argparse.Namespace) -> int:
-    from unfold_rnn.config import LanguageModelConfig
-    from unfold_rnn.training import train_language_model
-
     result = _train(args, LanguageModelConfig, train_language_model)
     if result.best_val_loss is not None:
         nats = result.best_val_loss
@@ -254,9 +256,6 @@ def _train_lm(args: argparse.Namespace) -> int:
 
 
 def _train_addition(args: argparse.Namespace) -> int:
-    from unfold_rnn.config import AdditionConfig
-    from unfold_rnn.training import train_binary_addition
-
     result = _train(args, AdditionConfig, train_binary_addition)
     for bits, report in result.report.items():
         print(f"{bits}-bit sums: {report['sum_accuracy']:.1%} of 1,000 right, e.g.")
@@ -288,9 +287,6 @@ def _report_run(args: argparse.Namespace, result: Any, how_to_sample: str | None
 
 
 def _sample(args: argparse.Namespace) -> None:
-    from unfold_rnn import runs
-    from unfold_rnn.sampling import Sampler, SamplingOptions
-
     runs.read_config(args.run_dir, "language_model")
     vocab = runs.read_vocab(args.run_dir)
     SamplingOptions(args.temperature, args.top_k, args.top_p, args.greedy).check(len(vocab))
@@ -310,10 +306,6 @@ def _sample(args: argparse.Namespace) -> None:
 
 
 def _evaluate(args: argparse.Namespace) -> None:
-    from unfold_rnn import runs
-    from unfold_rnn.data import read_text
-    from unfold_rnn.evaluation import describe, stream_loss, usable_streams, window_loss
-
     if args.streams < 1:
         raise ValueError(f"--streams must be at least 1; got {args.streams}.")
     config = runs.read_config(args.run_dir, "language_model")
@@ -339,8 +331,6 @@ def _evaluate(args: argparse.Namespace) -> None:
 
 
 def _inspect(args: argparse.Namespace) -> None:
-    from unfold_rnn.inspect_run import inspect_run
-
     found = inspect_run(
         args.run_dir, args.text, args.layer, args.unit, args.state, args.chars, args.out
     )
@@ -361,8 +351,6 @@ def _inspect(args: argparse.Namespace) -> None:
 
 
 def _export(args: argparse.Namespace) -> None:
-    from unfold_rnn.exporting import export
-
     if args.version < 1:
         raise ValueError(f"--version must be at least 1; got {args.version}.")
     exported = export(args.run_dir, args.out, args.version, args.overwrite)
@@ -396,8 +384,6 @@ def _set_up_devices(args: argparse.Namespace) -> None:
     """TensorFlow's devices, before the command runs: for training, within the strategy that
     --strategy names (which replaces the name in `args`; multi-worker training must set its
     cluster up before any device)."""
-    from unfold_rnn.distribute import make_strategy
-
     if hasattr(args, "strategy"):
         args.strategy = make_strategy(args.strategy)
     else:
@@ -411,7 +397,6 @@ def main(
     """The command line; returns the exit status. TensorFlow sets its devices up within
     `quiet()`: the `unfold-rnn` command (`unfold_rnn_command.main`) passes one that keeps
     TensorFlow's notes off stderr."""
-    from unfold_rnn import xla_settings
 
     parser = build_parser()
     args = parser.parse_args(argv)
