@@ -170,10 +170,13 @@ class GateStatistics(_Summaries):
     def __init__(self, run_dir: str | Path, ids: np.ndarray) -> None:
         super().__init__(run_dir, "validation")
         self.ids = ids
+        self._stepper: LanguageModelStepper | None = None
 
     def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
+        if self._stepper is None:  # the model's parts do not change during fit
+            self._stepper = LanguageModelStepper(self.model)
         with self.writing():
-            for recorded in LanguageModelStepper(self.model).activations(self.ids):
+            for recorded in self._stepper.activations(self.ids):
                 for name, values in {**recorded.states, **recorded.gates}.items():
                     tag = f"activations/{recorded.layer}/{name}"
                     tf.summary.histogram(tag, values, step=epoch)

@@ -116,8 +116,6 @@ def read_vocab(run_dir: str | Path) -> CharVocab:
 
 def load_model(path: str | Path) -> keras.Model:
     """A saved model, loaded with Keras's safe mode (no code from the file is run)."""
-    import unfold_rnn.models  # noqa: F401  (registers the layers and metrics a file names)
-
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"No model at {path}: the run has not finished an epoch yet.")
