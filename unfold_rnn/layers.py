@@ -68,11 +68,13 @@ class Unfold(keras.layers.Layer):
             output (`keras.layers.Bidirectional` turns this on when returning sequences).
         unroll: accepted for compatibility with Keras and ignored: the loop is always a scan.
         jit_compile: when the layer runs in a graph (`model.fit`, `tf.function`), compile the
-            hand-written backward pass's time loops, forward and backward, with XLA, even
-            when the model around it is not compiled (Keras does not use XLA on CPU-only
-            machines unless asked). Each new input shape is compiled once; with sequence
-            lengths that change from batch to batch, turn it off. Eager calls never compile,
-            and the other unfoldings are not compiled on their own.
+            hand-written backward pass's time loops, forward and backward, with XLA (True),
+            even when the model around it is not compiled (Keras does not use XLA on CPU-only
+            machines unless asked), or leave them to TensorFlow's graph (False). By default
+            (None) they are compiled where that was measured faster: every cell but the GRU
+            (`unfold_rnn.unfolding.compiles_faster`). Each new input shape is compiled once;
+            with sequence lengths that change from batch to batch, turn it off. Eager calls
+            never compile, and the other unfoldings are not compiled on their own.
         backward: "handwritten" (`unfold_rnn.bptt`, backpropagation through time written by
             hand) or "autodiff" (`unfold_rnn.scan`, the reference: TensorFlow differentiates
             the `tf.scan`). By default (None) handwritten where the cell offers it, autodiff
@@ -105,7 +107,7 @@ class Unfold(keras.layers.Layer):
         stateful: bool = False,
         unroll: bool = False,
         zero_output_for_mask: bool = False,
-        jit_compile: bool = True,
+        jit_compile: bool | None = None,
         backward: str | None = None,
         scan: str | None = None,
         **kwargs: Any,
@@ -113,7 +115,8 @@ class Unfold(keras.layers.Layer):
         _checks.require_tensorflow_backend(type(self).__name__)
         for name in _IGNORED_KERAS_ARGS:
             kwargs.pop(name, None)
-        chosen = unfolding.choose(cell, backward, scan, bool(jit_compile))
+        jit_compile = None if jit_compile is None else bool(jit_compile)
+        chosen = unfolding.choose(cell, backward, scan, jit_compile)
         super().__init__(**kwargs)
         self.cell = cell
         self.return_sequences = bool(return_sequences)
@@ -122,7 +125,7 @@ class Unfold(keras.layers.Layer):
         self.stateful = bool(stateful)
         self.unroll = bool(unroll)
         self.zero_output_for_mask = bool(zero_output_for_mask)
-        self.jit_compile = bool(jit_compile)
+        self.jit_compile = jit_compile
         self.backward = backward
         self.scan = scan
         self.supports_masking = True

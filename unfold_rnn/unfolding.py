@@ -22,7 +22,7 @@ from typing import Any
 import tensorflow as tf
 
 from unfold_rnn import _checks, bptt, parallel
-from unfold_rnn.contract import LinearInH, OneMatmulStep, State
+from unfold_rnn.contract import Combine, LinearInH, OneMatmulStep, State
 from unfold_rnn.scan import unfold as reference
 
 BACKWARDS = ("handwritten", "autodiff")
@@ -32,7 +32,10 @@ Unfolding = Callable[..., tuple[tf.Tensor, State]]
 
 
 def choose(
-    cell: Any, backward: str | None = None, scan: str | None = None, jit_compile: bool = True
+    cell: Any,
+    backward: str | None = None,
+    scan: str | None = None,
+    jit_compile: bool | None = None,
 ) -> Unfolding:
     """The unfolding for `cell`.
 
@@ -44,7 +47,9 @@ def choose(
             cell that offers it (`LinearInH`) wherever the number of steps is known when the
             layer is traced, and the sequential `tf.scan` where it is not.
         jit_compile: compile the hand-written passes with XLA when the layer is traced (eager
-            calls run them uncompiled). The other unfoldings are not compiled on their own.
+            calls run them uncompiled), or run them as TensorFlow's own graph (False); None,
+            the default, compiles them where XLA runs them faster (`compiles_faster`). The
+            other unfoldings are not compiled on their own.
     """
     if backward is not None:
         _checks.one_of("backward", backward, BACKWARDS)
@@ -72,7 +77,16 @@ def choose(
         )
     if backward == "autodiff" or not one_matmul:
         return reference
-    return _HandWritten(bptt.Passes.compiled() if jit_compile else bptt.Passes())
+    compiled = compiles_faster(offered) if jit_compile is None else jit_compile
+    return _HandWritten(bptt.Passes.compiled() if compiled else bptt.Passes())
+
+
+def compiles_faster(plan: OneMatmulStep) -> bool:
+    """Whether XLA runs the hand-written passes of a step like `plan` faster than TensorFlow's
+    own graph: for every step but one whose `combine` reads p_t and r_t apart (the GRU's),
+    whose element-wise work XLA's CPU loop ran slower (docs/performance.md, "Compiled or
+    not", names the CPUs measured)."""
+    return plan.combine is not Combine.PARTS
 
 
 def _parallel_where_length_known(
