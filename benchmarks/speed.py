@@ -29,9 +29,11 @@ threads.
     python benchmarks/speed.py --systems ours+xla keras torch   # some systems only
     python benchmarks/speed.py --threads default 1/2 2/1        # TensorFlow's thread pools
     python benchmarks/speed.py --xla-flags xla_cpu_prefer_vector_width=256   # XLA's flags
+    python benchmarks/speed.py --loops xla graph   # our time loops compiled by XLA, or not
     python benchmarks/speed.py --baseline ../old   # ours against another checkout's layers
 
-Printed: tokens/s of each system (median over rounds), and ratios of ours to the others.
+Printed: tokens/s of each system (median over rounds), ratios of ours to the others, and
+each system's time to its first step (a fresh model's tracing and compiling).
 
 `--baseline DIR` adds the systems `base` and `base+xla`: `ours` and `ours+xla` run with the
 package of another checkout at DIR (put first on PYTHONPATH), taking turns with the others,
@@ -44,9 +46,10 @@ in the worker before anything runs; `default` leaves TensorFlow's choice. Each s
 a column of its own, taking turns with the others, and a ratio to the same system at
 `default`. `--xla-flags` does the same with XLA_FLAGS: each value (flags without their
 leading dashes, separated by spaces) is set in a column of its own, and a system that
-applies the command's XLA settings (`+xla`) adds only the ones it leaves unnamed. PyTorch
-keeps its threads. The memory table takes the same columns; generation is measured at
-`default` only.
+applies the command's XLA settings (`+xla`) adds only the ones it leaves unnamed. `--loops`
+gives our systems a column for each way of running the layers' time loops that it names
+besides the plan's choice (`jit_compile=True` or False). PyTorch keeps its threads. The
+memory table takes the same columns; generation is measured at `default` only.
 
 Memory is read three ways, each system in two processes of its own. Resident memory is
 what the machine gives the process, but TensorFlow's default CPU allocator (oneDNN's, in
@@ -137,9 +140,9 @@ class RssSampler:
         return self.peak
 
 
-def language_model(system: str, cell: str, config: dict) -> Any:
+def language_model(system: str, cell: str, config: dict, **layer_args: Any) -> Any:
     """The benchmark's model for a TensorFlow system (ours, ours+xla, keras, keras+xla),
-    compiled with Adam and the sparse cross-entropy."""
+    compiled with Adam and the sparse cross-entropy; `layer_args` go to our layers."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     import keras
 
@@ -149,6 +152,8 @@ def language_model(system: str, cell: str, config: dict) -> Any:
     layer = cell if system.startswith("ours") else getattr(keras.layers, KERAS_NAMES[cell])
     if cell.endswith("-sequential"):
         layer = sequential_layer(cell.removesuffix("-sequential"))
+    elif layer_args:
+        layer = layer_with(cell, **layer_args)
     keras.utils.set_random_seed(0)
     model = build_language_model(
         VOCAB, layer, config["units"], config["layers"], EMBEDDING, compile=False
@@ -163,26 +168,31 @@ def language_model(system: str, cell: str, config: dict) -> Any:
 
 def sequential_layer(cell: str) -> type:
     """The layer class of a minimal cell, unfolded by the sequential `tf.scan`."""
+    return layer_with(cell, scan="sequential")
+
+
+def layer_with(cell: str, **layer_args: Any) -> type:
+    """Our layer class of `cell`, made with `layer_args` besides the model's own."""
     from unfold_rnn.models import CELLS as LAYERS
 
-    parallel = LAYERS[cell]
+    base = LAYERS[cell]
 
-    class Sequential(parallel):
+    class Layer(base):
         def __init__(self, units: int, **kwargs: Any) -> None:
-            super().__init__(units, scan="sequential", **kwargs)
+            super().__init__(units, **layer_args, **kwargs)
 
-    Sequential.__name__ = f"{parallel.__name__}Sequential"
-    return Sequential
+    Layer.__name__ = base.__name__ + "".join(str(v).title() for v in layer_args.values())
+    return Layer
 
 
-def measure_tf(system: str, cell: str, config: dict, batches: int) -> dict:
+def measure_tf(system: str, cell: str, config: dict, batches: int, **layer_args: Any) -> dict:
     import keras
     import numpy as np
     import tensorflow as tf
 
     counted = os.environ.get("TF_CPU_ALLOCATOR_USE_BFC") == "true"
 
-    model = language_model(system, cell, config)
+    model = language_model(system, cell, config, **layer_args)
     rng = np.random.default_rng(0)
     b, t = config["batch"], config["steps"]
     ids = rng.integers(0, VOCAB, (b * batches, t + 1)).astype("int32")
@@ -428,7 +438,8 @@ def worker(args: argparse.Namespace) -> None:
     if args.system == "torch":
         result = measure_torch(args.cell, config, args.batches)
     else:
-        result = measure_tf(args.system, args.cell, config, args.batches)
+        loops = {} if args.with_loops == "plan" else {"jit_compile": args.with_loops == "xla"}
+        result = measure_tf(args.system, args.cell, config, args.batches, **loops)
     times = result["times"][args.batches // 3 :]  # the first third warms up (tracing, XLA)
     tokens = config["batch"] * config["steps"]
     print(json.dumps({"tokens_per_s": tokens / statistics.median(times), **result}))
@@ -443,12 +454,13 @@ def run(
     threads: str = "default",
     xla_flags: str = "",
     generate: bool = False,
+    loops: str = "plan",
 ) -> dict:
     """One system's measurement in a process of its own; `counted`: with TensorFlow's BFC
     allocator, which counts the bytes alive at once (set before TensorFlow loads);
     `threads`: TensorFlow's thread pools, as `--threads` takes them; `xla_flags`: XLA_FLAGS,
     as `--xla-flags` takes them; `generate`: time single-stream generation instead of
-    training."""
+    training; `loops`: how our layers run their time loops, as `--loops` takes it."""
     env = dict(os.environ)
     if system.startswith("base"):  # ours, from the baseline checkout
         system = system.replace("base", "ours")
@@ -457,6 +469,7 @@ def run(
     command += ["--batches", str(batches), "--thread-pools", threads]
     command += ["--generate"] if generate else []
     command += ["--with-xla-flags", xla_flags] if xla_flags else []
+    command += ["--with-loops", loops]
     if counted:
         env["TF_CPU_ALLOCATOR_USE_BFC"] = "true"
     # A worker that dies (once here, a long run's TensorFlow process ended with no traceback)
@@ -512,11 +525,20 @@ def parse_args() -> argparse.Namespace:
         help="XLA_FLAGS to compare, each without leading dashes (e.g. "
         "xla_cpu_prefer_vector_width=256); several in one value: separated by spaces",
     )
+    parser.add_argument(
+        "--loops",
+        nargs="+",
+        default=["plan"],
+        choices=("plan", "xla", "graph"),
+        help="how our layers run their time loops in a plain fit, each in a column: as the plan"
+        " chooses, or compiled by XLA or TensorFlow's graph (the layers' jit_compile)",
+    )
     parser.add_argument("--baseline", help="a checkout whose package the base systems run")
     parser.add_argument("--worker", nargs=3, help=argparse.SUPPRESS)  # system cell config
     parser.add_argument("--thread-pools", default="default", help=argparse.SUPPRESS)
     parser.add_argument("--generate", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--with-xla-flags", default="", help=argparse.SUPPRESS)
+    parser.add_argument("--with-loops", default="plan", help=argparse.SUPPRESS)
     args = parser.parse_args()
     for setting in args.threads:
         try:
@@ -569,16 +591,24 @@ def print_table(
 
 
 def setting_columns(args: argparse.Namespace, systems: list[str]) -> dict[str, tuple]:
-    """column -> (system, thread pools, XLA_FLAGS): each TensorFlow system once per
-    `--threads` and `--xla-flags` setting, PyTorch once. The default setting's column is
-    the system's bare name."""
-    # Each setting as (label, thread pools, XLA_FLAGS); the default one has no label.
-    settings = [("" if t == "default" else t, t, "") for t in dict.fromkeys(args.threads)]
-    settings += [(f, "default", f) for f in dict.fromkeys(args.xla_flags)]
+    """column -> (system, thread pools, XLA_FLAGS, loops): each TensorFlow system once per
+    `--threads` and `--xla-flags` setting, and ours once per `--loops`; PyTorch once. The
+    default setting's column is the system's bare name."""
+    # Each setting as (label, thread pools, XLA_FLAGS, loops); the default one has no label.
+    plain = ("", "default", "", "plan")
+    settings = [("" if t == "default" else t, t, "", "plan") for t in dict.fromkeys(args.threads)]
+    settings += [(f, "default", f, "plan") for f in dict.fromkeys(args.xla_flags)]
+    loops = [(f"loops={m}", "default", "", m) for m in dict.fromkeys(args.loops) if m != "plan"]
+
+    def of(system: str) -> list[tuple]:
+        if system == "torch":
+            return [plain]
+        return settings + (loops if system.startswith(("ours", "base")) else [])
+
     return {
-        f"{s} {label}".strip(): (s, threads, flags)
+        f"{s} {label}".strip(): (s, threads, flags, how)
         for s in systems
-        for label, threads, flags in ([("", "default", "")] if s == "torch" else settings)
+        for label, threads, flags, how in of(s)
     }
 
 
@@ -595,16 +625,22 @@ def speed_table(args: argparse.Namespace, systems: list[str]) -> None:
     names = list(columns)
     pairs = [("ours", "keras"), ("ours+xla", "keras"), ("ours+xla", "keras+xla")]
     pairs += [("base", "keras"), ("base+xla", "keras"), ("ours", "base"), ("ours+xla", "base+xla")]
-    ratios = setting_ratios(columns, [*pairs, ("ours+xla", "torch")])
+    ratios = setting_ratios(columns, [*pairs, ("ours", "torch"), ("ours+xla", "torch")])
+    first_steps: dict[tuple[str, str, str], list[float]] = {}
 
     def tokens_per_s(column: str, cell: str, config: str) -> float:
-        system, threads, flags = columns[column]
+        system, threads, flags, loops = columns[column]
         batches = args.batches // 3 if config == "long" else args.batches
-        result = run(system, cell, config, batches, threads=threads, xla_flags=flags)
+        result = run(system, cell, config, batches, threads=threads, xla_flags=flags, loops=loops)
+        first_steps.setdefault((column, cell, config), []).append(result["times"][0])
         return result["tokens_per_s"]
 
     print(f"{args.rounds} rounds; {os.cpu_count()} CPUs; tokens/s, median over rounds")
     print_table(args, args.configs, names, ratios, tokens_per_s)
+    # The first step traces and compiles: what a user waits for before anything trains.
+    print("\ntime to the first step (a fresh model tracing and compiling), s, median over rounds")
+    for (column, cell, config), times in first_steps.items():
+        print(f"{config:8} {cell:8} {column:12} {statistics.median(times):.2f}", flush=True)
 
 
 def memory_table(args: argparse.Namespace, systems: list[str]) -> None:
@@ -624,8 +660,8 @@ def memory_table(args: argparse.Namespace, systems: list[str]) -> None:
     ratios = setting_ratios(columns, pairs)
     for cell in args.cells:
         resident, allocated = {}, {}
-        for column, (system, threads, flags) in columns.items():
-            settings = {"threads": threads, "xla_flags": flags}
+        for column, (system, threads, flags, loops) in columns.items():
+            settings = {"threads": threads, "xla_flags": flags, "loops": loops}
             resident[column] = run(system, cell, "long", 4, **settings)
             if system != "torch":  # PyTorch has no allocator counter on a CPU
                 allocated[column] = run(system, cell, "long", 4, counted=True, **settings)
