@@ -416,15 +416,14 @@ def test_dropout_scan_equals_loop_with_the_same_masks(kind, rng):
 # -- the hand-written backward pass against autodiff through the reference scan ---------------
 
 
-def _twins(kind, rng, **kwargs):
-    """The same layer twice, by default (the hand-written pass where the cell has one) and
-    `backward="autodiff"`, with the same weights and the same dropout seed (so that, called
-    alike, they draw the same masks)."""
+def _twins(kind, rng, handwritten=None, **kwargs):
+    """The same layer twice, by default (the hand-written pass where the cell has one, with
+    the arguments `handwritten` besides) and `backward="autodiff"`, with the same weights and
+    the same dropout seed (so that, called alike, they draw the same masks)."""
+    own = [handwritten or {}, {"backward": "autodiff"}]
     layers = [
-        kind.ours(
-            UNITS, return_sequences=True, return_state=True, backward=b, **kind.kwargs, **kwargs
-        )
-        for b in (None, "autodiff")
+        kind.ours(UNITS, return_sequences=True, return_state=True, **o, **kind.kwargs, **kwargs)
+        for o in own
     ]
     x = rng.normal(size=(B, T, D)).astype("float32")
     for layer in layers:
@@ -433,10 +432,12 @@ def _twins(kind, rng, **kwargs):
     return layers
 
 
-def _check_handwritten_equals_autodiff(kind, rng, traced, **kwargs):
+def _check_handwritten_equals_autodiff(kind, rng, traced, handwritten=None, **kwargs):
     """With a mask, initial states, and input and recurrent dropout (which Keras parity
     cannot cover: Keras draws its masks differently), in training."""
-    handwritten, autodiff = _twins(kind, rng, dropout=0.3, recurrent_dropout=0.4, seed=5, **kwargs)
+    handwritten, autodiff = _twins(
+        kind, rng, handwritten, dropout=0.3, recurrent_dropout=0.4, seed=5, **kwargs
+    )
     x = rng.normal(size=(B, T, D)).astype("float32")
     state = _initial_state(kind, rng)
 
@@ -454,6 +455,19 @@ def _check_handwritten_equals_autodiff(kind, rng, traced, **kwargs):
 @pytest.mark.parametrize("traced", [False, True], ids=["eager", "xla"])
 def test_handwritten_backward_equals_autodiff_through_the_scan(kind, rng, traced):
     _check_handwritten_equals_autodiff(kind, rng, traced)
+
+
+@pytest.mark.parametrize("go_backwards", [False, pytest.param(True, marks=pytest.mark.slow)])
+@pytest.mark.parametrize("traced", [False, True], ids=["eager", "xla"])
+def test_recomputed_backward_equals_autodiff_through_the_scan(kind, rng, traced, go_backwards):
+    """recompute=True: 2 chunks of 3 steps (the divisor of 6 nearest its square root), each
+    projecting its inputs and running forward again going back."""
+    if kind.ours(2, **kind.kwargs).cell.fast_path() is None:
+        with pytest.raises(ValueError, match="which GRUCell does not offer"):
+            kind.ours(2, recompute=True, **kind.kwargs)
+        return
+    recompute = {"recompute": True}
+    _check_handwritten_equals_autodiff(kind, rng, traced, recompute, go_backwards=go_backwards)
 
 
 @pytest.mark.parametrize("activation", ["sigmoid", "relu", "softsign"])
@@ -490,6 +504,10 @@ def test_a_path_the_cell_does_not_offer_is_refused_when_the_layer_is_made():
         unfold_rnn.MinGRU(3, backward="autodiff")
     assert unfold_rnn.GRU(3, reset_after=False).backward is None  # the default: autodiff
     unfold_rnn.MinGRU(3, scan="sequential", backward="autodiff")
+    with pytest.raises(ValueError, match="recompute=True recomputes in the hand-written"):
+        unfold_rnn.LSTM(3, backward="autodiff", recompute=True)
+    with pytest.raises(ValueError, match="which MinGRUCell does not offer"):
+        unfold_rnn.MinGRU(3, recompute=True)
 
 
 # -- tf.scan is the time loop ---------------------------------------------------------------
@@ -536,6 +554,17 @@ def test_tf_scan_is_the_loop_forward_and_backward(kind, rng, mode):
     assert other_loops == 0
 
 
+@pytest.mark.parametrize("recompute", [None, False])
+def test_long_sequences_recompute_by_default(rng, recompute):
+    """From 512 steps, the plan recomputes in chunks: the forward scan runs in every chunk of
+    the reverse one, and a scan over the chunks wraps each pass."""
+    layer = unfold_rnn.LSTM(3, return_sequences=True, recompute=recompute)
+    x = rng.normal(size=(2, 512, D)).astype("float32")
+    traced = tf.function(lambda: _outputs_and_gradients(layer, x))  # each scan traced once
+    forward, backward, _ = _count_loops(traced)
+    assert (forward, backward) == ((3, 2) if recompute is None else (1, 1))
+
+
 # -- in model.fit, under XLA and mixed precision ---------------------------------------------
 
 
@@ -579,19 +608,24 @@ def _memory_mappings() -> int:
 
 @pytest.mark.slow
 @pytest.mark.skipif(not os.path.exists("/proc/self/maps"), reason="reads Linux's /proc")
-def test_xla_step_is_not_recompiled_for_batches_of_unknown_size(kind, rng):
+@pytest.mark.parametrize("whole_step", [True, False], ids=["xla-step", "plain-fit"])
+@pytest.mark.parametrize("recompute", [None, True])
+def test_xla_step_is_not_recompiled_for_batches_of_unknown_size(kind, rng, recompute, whole_step):
     # Every XLA compilation maps new machine code into the process, so a step recompiled at
     # every call (a reshape by the dynamic batch size inside the compiled loop once did it)
-    # shows as mappings that keep growing.
+    # shows as mappings that keep growing. With recompute, x W + b is inside the passes.
+    if recompute and kind.ours(2, **kind.kwargs).cell.fast_path() is None:
+        pytest.skip("recomputes only in the hand-written backward pass")
+    args = {"recompute": recompute, **kind.kwargs}
     model = keras.Sequential(
         [
             keras.Input((10, 3)),
-            kind.ours(8, return_sequences=True, **kind.kwargs),
-            kind.ours(8, **kind.kwargs),
+            kind.ours(8, return_sequences=True, **args),
+            kind.ours(8, **args),
             keras.layers.Dense(1),
         ]
     )
-    model.compile("sgd", "mse", jit_compile=True)
+    model.compile("sgd", "mse", jit_compile=whole_step)
     x = rng.normal(size=(64, 10, 3)).astype("float32")
     data = tf.data.Dataset.from_tensor_slices((x, x[:, -1, :1])).batch(8)  # batch dim: None
     counts = []

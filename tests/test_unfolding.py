@@ -8,6 +8,7 @@ import pytest
 import tensorflow as tf
 
 import unfold_rnn
+from unfold_rnn import bptt, unfolding
 
 
 def _traced_step(layer, x):
@@ -67,3 +68,37 @@ def test_the_default_is_kept_in_the_config():
     assert layer.jit_compile is None
     assert unfold_rnn.GRU.from_config(layer.get_config()).jit_compile is None
     assert unfold_rnn.GRU.from_config(unfold_rnn.GRU(4, jit_compile=True).get_config()).jit_compile
+
+
+@pytest.mark.parametrize(
+    "steps, recompute, chunk",
+    [
+        (100, None, None),  # below 512 steps: kept whole
+        (100, True, 10),
+        (512, None, 32),  # sqrt 22.6: 16 and 32 = 512 / 16 are as near; the larger
+        (1000, None, 40),  # sqrt 31.6: 25 and 40 the nearest pair; 20 and 50 farther
+        (1000, False, None),
+        (6, True, 3),  # sqrt 2.45: 2 and 3
+        (509, None, None),  # prime: no chunk length, so none by default
+        (None, None, None),  # unknown when traced
+    ],
+)
+def test_chunk_length_is_the_divisor_nearest_the_square_root(steps, recompute, chunk):
+    assert unfolding.chunk_length(steps, recompute) == chunk
+
+
+@pytest.mark.parametrize(
+    "steps, message", [(509, "no chunk length for 509 steps"), (None, "needs the number")]
+)
+def test_recompute_asked_for_where_it_cannot_be_is_refused(steps, message):
+    with pytest.raises(ValueError, match=message):
+        unfolding.chunk_length(steps, recompute=True)
+
+
+def test_a_chunk_that_does_not_divide_the_steps_is_refused(rng):
+    layer = unfold_rnn.LSTM(3)
+    layer.build((2, 7, 4))
+    x = tf.constant(rng.normal(size=(7, 2, 4)).astype("float32"))  # time-major
+    states = layer.cell.get_initial_state(2)
+    with pytest.raises(ValueError, match="chunk=3 must be a positive divisor"):
+        bptt.unfold(layer.cell, x, states, chunk=3)

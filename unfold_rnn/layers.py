@@ -87,6 +87,13 @@ class Unfold(keras.layers.Layer):
             default (None) it runs wherever the cell allows it and that number is known,
             and the sequential scan elsewhere. Asked for, it refuses an unknown length.
             Both give the same numbers.
+        recompute: keep only the outputs and the states at every K-th step (K near the
+            square root of the length), and run each chunk forward again in the backward
+            pass: a little more time for much less memory at long sequences. By default
+            (None) from 512 steps on (`unfold_rnn.unfolding.chunk_length`); True at any
+            length whose number of steps is known when traced and has a divisor near its
+            square root, False never. Only the hand-written backward pass recomputes; the
+            same numbers either way.
 
     Call arguments:
         sequences: (batch, time, features) float tensor.
@@ -110,13 +117,15 @@ class Unfold(keras.layers.Layer):
         jit_compile: bool | None = None,
         backward: str | None = None,
         scan: str | None = None,
+        recompute: bool | None = None,
         **kwargs: Any,
     ) -> None:
         _checks.require_tensorflow_backend(type(self).__name__)
         for name in _IGNORED_KERAS_ARGS:
             kwargs.pop(name, None)
         jit_compile = None if jit_compile is None else bool(jit_compile)
-        chosen = unfolding.choose(cell, backward, scan, jit_compile)
+        recompute = None if recompute is None else bool(recompute)
+        chosen = unfolding.choose(cell, backward, scan, jit_compile, recompute)
         super().__init__(**kwargs)
         self.cell = cell
         self.return_sequences = bool(return_sequences)
@@ -128,6 +137,7 @@ class Unfold(keras.layers.Layer):
         self.jit_compile = jit_compile
         self.backward = backward
         self.scan = scan
+        self.recompute = recompute
         self.supports_masking = True
         self._unfold = chosen  # (cell, inputs, states, mask, recurrent_mask), time-major
         self._carried = _CarriedStates()
@@ -331,6 +341,7 @@ class Unfold(keras.layers.Layer):
             "jit_compile": self.jit_compile,
             "backward": self.backward,
             "scan": self.scan,
+            "recompute": self.recompute,
             "activity_regularizer": keras.regularizers.serialize(self.activity_regularizer),
             "cell": keras.saving.serialize_keras_object(self.cell),
         }

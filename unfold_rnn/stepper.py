@@ -195,6 +195,7 @@ def _reader(layer: Layer) -> Layer:
     }
     if isinstance(layer, Unfold):
         chosen = {"jit_compile": layer.jit_compile, "backward": layer.backward, "scan": layer.scan}
+        chosen["recompute"] = layer.recompute
         return Unfold(layer.cell, **options, **chosen)
     return keras.layers.RNN(layer.cell, **options)
 

@@ -16,6 +16,7 @@ A combination that cannot run as asked is refused here, with what to ask for ins
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -36,6 +37,7 @@ def choose(
     backward: str | None = None,
     scan: str | None = None,
     jit_compile: bool | None = None,
+    recompute: bool | None = None,
 ) -> Unfolding:
     """The unfolding for `cell`.
 
@@ -50,13 +52,23 @@ def choose(
             calls run them uncompiled), or run them as TensorFlow's own graph (False); None,
             the default, compiles them where XLA runs them faster (`compiles_faster`). The
             other unfoldings are not compiled on their own.
+        recompute: keep only h_t and the states at every K-th step, and run each chunk of K
+            steps forward again going back (`bptt.unfold`'s `chunk`); None, the default,
+            does so from `RECOMPUTED_FROM` steps on. Only the hand-written backward pass
+            recomputes.
     """
     if backward is not None:
         _checks.one_of("backward", backward, BACKWARDS)
     if scan is not None:
         _checks.one_of("scan", scan, SCANS)
     offered, name = cell.fast_path(), type(cell).__name__
-    linear = isinstance(offered, LinearInH)
+    linear, one_matmul = isinstance(offered, LinearInH), isinstance(offered, OneMatmulStep)
+    if recompute and (backward == "autodiff" or not one_matmul):
+        raise ValueError(
+            "recompute=True recomputes in the hand-written backward pass of a one-matmul step, "
+            f"{'which autodiff is not' if one_matmul else f'which {name} does not offer'}; "
+            "leave recompute unset."
+        )
     if scan == "parallel" and not linear:
         raise ValueError(
             f"scan='parallel' needs a cell whose step is linear in h (such as MinGRUCell); "
@@ -69,7 +81,6 @@ def choose(
                 f"the reference tf.scan, give {name} scan='sequential' too."
             )
         return parallel.unfold if scan == "parallel" else _parallel_where_length_known
-    one_matmul = isinstance(offered, OneMatmulStep)
     if backward == "handwritten" and not one_matmul:
         raise ValueError(
             f"{name} offers no hand-written backward pass (its step is not one matmul and "
@@ -78,7 +89,7 @@ def choose(
     if backward == "autodiff" or not one_matmul:
         return reference
     compiled = compiles_faster(offered) if jit_compile is None else jit_compile
-    return _HandWritten(bptt.Passes.compiled() if compiled else bptt.Passes())
+    return _HandWritten(bptt.Passes.compiled() if compiled else bptt.Passes(), recompute)
 
 
 def compiles_faster(plan: OneMatmulStep) -> bool:
@@ -87,6 +98,38 @@ def compiles_faster(plan: OneMatmulStep) -> bool:
     whose element-wise work XLA's CPU loop ran slower (docs/performance.md, "Compiled or
     not", names the CPUs measured)."""
     return plan.combine is not Combine.PARTS
+
+
+# Recomputing costs one more forward pass. Below this many steps, what the forward pass
+# keeps for the backward pass (a few (T, B, G) arrays) is small beside the rest of a step.
+RECOMPUTED_FROM = 512
+
+
+def chunk_length(steps: int | None, recompute: bool | None = None) -> int | None:
+    """The chunk length K the hand-written backward pass recomputes over, for `steps` steps
+    (None: no recomputation): the divisor of `steps` nearest its square root, as Chen et
+    al. 2016 ("Training Deep Nets with Sublinear Memory Cost") choose, within a factor of
+    two of it. A divisor K and T / K are as near; the larger is taken (fewer chunks).
+    `recompute` True asks for it at any length, False never; None, from `RECOMPUTED_FROM`
+    steps."""
+    if recompute is False or (recompute is None and (steps or 0) < RECOMPUTED_FROM):
+        return None
+    if steps is None:
+        raise ValueError(
+            "recompute=True needs the number of steps when the layer is traced; give the "
+            "model's input a fixed length, or leave recompute unset."
+        )
+    root = math.sqrt(steps)
+    near = [k for k in range(2, steps) if steps % k == 0 and root / 2 <= k <= 2 * root]
+    if near:
+        return min(near, key=lambda k: (round(abs(math.log(k / root)), 9), -k))
+    if recompute:
+        raise ValueError(
+            f"recompute=True found no chunk length for {steps} steps (a divisor between "
+            f"{math.ceil(root / 2)} and {math.floor(2 * root)}); pad the sequences to a length "
+            "with one, such as a multiple of 8, or leave recompute unset."
+        )
+    return None
 
 
 def _parallel_where_length_known(
@@ -103,10 +146,12 @@ def _parallel_where_length_known(
 
 
 class _HandWritten:
-    """`bptt.unfold` with its passes compiled by XLA when traced, as they are when eager."""
+    """`bptt.unfold` with its passes compiled by XLA when traced, as they are when eager, and
+    the chunk length chosen from the number of steps."""
 
-    def __init__(self, passes: bptt.Passes) -> None:
+    def __init__(self, passes: bptt.Passes, recompute: bool | None) -> None:
         self.passes = passes
+        self.recompute = recompute
 
     def __call__(
         self,
@@ -117,4 +162,5 @@ class _HandWritten:
         recurrent_mask: tf.Tensor | None = None,
     ) -> tuple[tf.Tensor, State]:
         passes = bptt.Passes() if tf.executing_eagerly() else self.passes
-        return bptt.unfold(cell, inputs, initial_states, mask, recurrent_mask, passes)
+        chunk = chunk_length(inputs.shape[0], self.recompute)
+        return bptt.unfold(cell, inputs, initial_states, mask, recurrent_mask, passes, chunk)
