@@ -32,7 +32,9 @@ COMMANDS = {
     "--rounds 3",
     # Our LSTM and Keras's, 20 minutes each on a text (--text); also writes .csv and .svg.
     "quality": "lm_quality.py {text} --minutes 20 --eval-steps 200 --seed 0 "
-    "--systems unfold_rnn.LSTM keras.layers.LSTM --out benchmarks/results",
+    "--systems unfold_rnn.LSTM keras.layers.LSTM torch.nn.LSTM --out benchmarks/results",
+    # Where a training step's time goes, pass by pass, beside PyTorch's.
+    "profile": "pass_profile.py --repeats 20",
     # minGRU and minLSTM against the sequence length, and against our LSTM in the race.
     "lengths": "parallel_scan.py --rounds 3 --svg benchmarks/results/parallel_scan.svg",
     "min_quality": "lm_quality.py {text} --minutes 20 --eval-steps 200 --seed 0 "
@@ -41,7 +43,8 @@ COMMANDS = {
     "--systems unfold_rnn.MinLSTM --out benchmarks/results --name minlstm_quality",
 }
 NEEDS_TEXT = ("quality", "min_quality", "minlstm_quality")
-FILES = {"quality": "lm_quality", "lengths": "parallel_scan"}  # results file, if not the table's
+# The results file of a table, where it is not the table's own name.
+FILES = {"quality": "lm_quality", "lengths": "parallel_scan", "first_step": "speed"}
 
 
 def cpu_name() -> str:
@@ -75,6 +78,8 @@ def header(command: str) -> str:
 
 def measure(table: str, text: str | None) -> None:
     command = COMMANDS[table].format(text=text)
+    # The header names the text by its file name: a path of this machine means nothing elsewhere.
+    shown = COMMANDS[table].format(text=Path(text).name if text else text)
     print(f"measuring {table}: python benchmarks/{command}", flush=True)
     done = subprocess.run(
         [sys.executable, str(ROOT / "benchmarks" / command.split()[0]), *command.split()[1:]],
@@ -85,7 +90,7 @@ def measure(table: str, text: str | None) -> None:
     )
     if done.returncode != 0:
         sys.exit(f"{table} failed:\n{done.stdout[-2000:]}\n{done.stderr[-4000:]}")
-    (RESULTS / f"{FILES.get(table, table)}.txt").write_text(header(command) + done.stdout)
+    (RESULTS / f"{FILES.get(table, table)}.txt").write_text(header(shown) + done.stdout)
 
 
 def read_rows(table: str) -> tuple[list[str], list[str], list[list[str]]]:
@@ -139,10 +144,9 @@ def quality_table(table: str) -> str:
     head = [line[2:] for line in text.splitlines() if line.startswith("# ")]
     streams = text[text.index("streams, states carried") :].splitlines()[1:]
     systems = streams[0].split()[1:]
+    owners = {"keras.layers.": "Keras's", "torch.nn.": "PyTorch's", "unfold_rnn.": "our"}
     names = [
-        f"Keras's {s.removeprefix('keras.layers.')}"
-        if s.startswith("keras")
-        else f"our {s.removeprefix('unfold_rnn.')}"
+        next(f"{who} {s.removeprefix(pre)}" for pre, who in owners.items() if s.startswith(pre))
         for s in systems
     ]
     out = ["| minutes | " + " | ".join(f"{n}, nats/char" for n in names) + " |"]
@@ -170,13 +174,44 @@ def lengths_table() -> str:
     return "\n".join([*out, "", f"Measured: {head[1]}. Made by {made}."])
 
 
+def first_step_table() -> str:
+    """Seconds to the first step of a fresh `fit`, from the speed run, ours beside Keras's."""
+    lines = (RESULTS / "speed.txt").read_text().splitlines()
+    head = [line[2:] for line in lines if line.startswith("# ")]
+    start = next(i for i, line in enumerate(lines) if line.startswith("time to the first step"))
+    seconds: dict[str, dict[str, float]] = {}
+    for line in lines[start + 1 :]:
+        words = line.split()
+        if len(words) == 4 and words[0] == "base":
+            seconds.setdefault(words[1], {})[words[2]] = float(words[3])
+    out = ["| cell | ours, s | ours+xla, s | Keras, s | ours - Keras, s |", "|---|---|---|---|---|"]
+    for cell, of in seconds.items():
+        out.append(
+            f"| {cell} | {of['ours']:.2f} | {of['ours+xla']:.2f} | {of['keras']:.2f} "
+            f"| {of['ours'] - of['keras']:+.2f} |"
+        )
+    made = f"`python benchmarks/report.py --only speed`, which runs `{head[0]}`"
+    return "\n".join([*out, "", f"Measured: {head[1]}. Made by {made}."])
+
+
+def profile_table() -> str:
+    """The profile as pass_profile.py prints it: Markdown already."""
+    lines = (RESULTS / "profile.txt").read_text().splitlines()
+    head = [line[2:] for line in lines if line.startswith("# ")]
+    body = "\n".join(line for line in lines if not line.startswith("# ")).strip()
+    made = f"`python benchmarks/report.py --only profile`, which runs `{head[0]}`"
+    return f"{body}\n\nMeasured: {head[1]}. Made by {made}."
+
+
 def render() -> None:
     tables = {
         "speed": lambda: ratio_table(
             "speed",
-            [("ours", "keras"), ("ours+xla", "keras"), ("ours+xla", "torch")],
+            [("ours", "keras"), ("ours", "torch"), ("ours+xla", "keras"), ("ours+xla", "torch")],
             "tokens/s",
         ),
+        "first_step": first_step_table,
+        "profile": profile_table,
         "generation": lambda: ratio_table(
             "generation", [("ours", "keras"), ("ours", "torch")], "chars/s"
         ),

@@ -29,7 +29,7 @@ threads.
     python benchmarks/speed.py --systems ours+xla keras torch   # some systems only
     python benchmarks/speed.py --threads default 1/2 2/1        # TensorFlow's thread pools
     python benchmarks/speed.py --xla-flags xla_cpu_prefer_vector_width=256   # XLA's flags
-    python benchmarks/speed.py --loops xla graph   # our time loops compiled by XLA, or not
+    python benchmarks/speed.py --layer-args jit_compile=false   # our layers made otherwise
     python benchmarks/speed.py --baseline ../old   # ours against another checkout's layers
 
 Printed: tokens/s of each system (median over rounds), ratios of ours to the others, and
@@ -46,10 +46,11 @@ in the worker before anything runs; `default` leaves TensorFlow's choice. Each s
 a column of its own, taking turns with the others, and a ratio to the same system at
 `default`. `--xla-flags` does the same with XLA_FLAGS: each value (flags without their
 leading dashes, separated by spaces) is set in a column of its own, and a system that
-applies the command's XLA settings (`+xla`) adds only the ones it leaves unnamed. `--loops`
-gives our systems a column for each way of running the layers' time loops that it names
-besides the plan's choice (`jit_compile=True` or False). PyTorch keeps its threads. The
-memory table takes the same columns; generation is measured at `default` only.
+applies the command's XLA settings (`+xla`) adds only the ones it leaves unnamed.
+`--layer-args` gives our systems a column for each value, their layers made with those
+arguments (NAME=VALUE, several separated by spaces; true, false, none or a number) instead
+of what the plan chooses by default. PyTorch keeps its threads. The memory table takes the
+same columns; generation is measured at `default` only.
 
 Memory is read three ways, each system in two processes of its own. Resident memory is
 what the machine gives the process, but TensorFlow's default CPU allocator (oneDNN's, in
@@ -394,6 +395,19 @@ def timed(call: Callable[[int], object], repeats: int) -> list[float]:
     return times
 
 
+def layer_arguments(given: str) -> dict[str, Any]:
+    """A `--layer-args` value as keyword arguments: "jit_compile=false recompute=true" ->
+    {"jit_compile": False, "recompute": True}."""
+    words = {"true": True, "false": False, "none": None}
+    arguments: dict[str, Any] = {}
+    for pair in given.split():
+        name, _, value = pair.partition("=")
+        if not name or not value:
+            raise ValueError(f"give each layer argument as NAME=VALUE; got {pair!r}")
+        arguments[name] = words[value.lower()] if value.lower() in words else json.loads(value)
+    return arguments
+
+
 def thread_pools(setting: str) -> tuple[int, int] | None:
     """A `--threads` setting, "INTER/INTRA" or "default", as (inter-op threads, intra-op
     threads), or None for TensorFlow's own choice."""
@@ -438,8 +452,8 @@ def worker(args: argparse.Namespace) -> None:
     if args.system == "torch":
         result = measure_torch(args.cell, config, args.batches)
     else:
-        loops = {} if args.with_loops == "plan" else {"jit_compile": args.with_loops == "xla"}
-        result = measure_tf(args.system, args.cell, config, args.batches, **loops)
+        layer_args = layer_arguments(args.with_layer_args)
+        result = measure_tf(args.system, args.cell, config, args.batches, **layer_args)
     times = result["times"][args.batches // 3 :]  # the first third warms up (tracing, XLA)
     tokens = config["batch"] * config["steps"]
     print(json.dumps({"tokens_per_s": tokens / statistics.median(times), **result}))
@@ -454,13 +468,13 @@ def run(
     threads: str = "default",
     xla_flags: str = "",
     generate: bool = False,
-    loops: str = "plan",
+    layer_args: str = "",
 ) -> dict:
     """One system's measurement in a process of its own; `counted`: with TensorFlow's BFC
     allocator, which counts the bytes alive at once (set before TensorFlow loads);
     `threads`: TensorFlow's thread pools, as `--threads` takes them; `xla_flags`: XLA_FLAGS,
     as `--xla-flags` takes them; `generate`: time single-stream generation instead of
-    training; `loops`: how our layers run their time loops, as `--loops` takes it."""
+    training; `layer_args`: our layers' arguments, as `--layer-args` takes them."""
     env = dict(os.environ)
     if system.startswith("base"):  # ours, from the baseline checkout
         system = system.replace("base", "ours")
@@ -469,7 +483,7 @@ def run(
     command += ["--batches", str(batches), "--thread-pools", threads]
     command += ["--generate"] if generate else []
     command += ["--with-xla-flags", xla_flags] if xla_flags else []
-    command += ["--with-loops", loops]
+    command += ["--with-layer-args", layer_args] if layer_args else []
     if counted:
         env["TF_CPU_ALLOCATOR_USE_BFC"] = "true"
     # A worker that dies (once here, a long run's TensorFlow process ended with no traceback)
@@ -526,25 +540,29 @@ def parse_args() -> argparse.Namespace:
         "xla_cpu_prefer_vector_width=256); several in one value: separated by spaces",
     )
     parser.add_argument(
-        "--loops",
+        "--layer-args",
         nargs="+",
-        default=["plan"],
-        choices=("plan", "xla", "graph"),
-        help="how our layers run their time loops in a plain fit, each in a column: as the plan"
-        " chooses, or compiled by XLA or TensorFlow's graph (the layers' jit_compile)",
+        default=[],
+        help="our layers' arguments to compare, each NAME=VALUE (e.g. jit_compile=false); "
+        "several in one value: separated by spaces",
     )
     parser.add_argument("--baseline", help="a checkout whose package the base systems run")
     parser.add_argument("--worker", nargs=3, help=argparse.SUPPRESS)  # system cell config
     parser.add_argument("--thread-pools", default="default", help=argparse.SUPPRESS)
     parser.add_argument("--generate", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--with-xla-flags", default="", help=argparse.SUPPRESS)
-    parser.add_argument("--with-loops", default="plan", help=argparse.SUPPRESS)
+    parser.add_argument("--with-layer-args", default="", help=argparse.SUPPRESS)
     args = parser.parse_args()
     for setting in args.threads:
         try:
             thread_pools(setting)
         except argparse.ArgumentTypeError as error:
             parser.error(f"--threads: {error}")
+    for given in args.layer_args:
+        try:
+            layer_arguments(given)
+        except ValueError as error:
+            parser.error(f"--layer-args: {error}")
     for flags in args.xla_flags:
         if not flags.strip() or any(f.startswith("-") for f in flags.split()):
             parser.error(
@@ -591,19 +609,19 @@ def print_table(
 
 
 def setting_columns(args: argparse.Namespace, systems: list[str]) -> dict[str, tuple]:
-    """column -> (system, thread pools, XLA_FLAGS, loops): each TensorFlow system once per
-    `--threads` and `--xla-flags` setting, and ours once per `--loops`; PyTorch once. The
-    default setting's column is the system's bare name."""
-    # Each setting as (label, thread pools, XLA_FLAGS, loops); the default one has no label.
-    plain = ("", "default", "", "plan")
-    settings = [("" if t == "default" else t, t, "", "plan") for t in dict.fromkeys(args.threads)]
-    settings += [(f, "default", f, "plan") for f in dict.fromkeys(args.xla_flags)]
-    loops = [(f"loops={m}", "default", "", m) for m in dict.fromkeys(args.loops) if m != "plan"]
+    """column -> (system, thread pools, XLA_FLAGS, layer arguments): each TensorFlow system
+    once per `--threads` and `--xla-flags` setting, and ours once more per `--layer-args`;
+    PyTorch once. The default setting's column is the system's bare name."""
+    # Each setting as (label, thread pools, XLA_FLAGS, layer arguments); the default: no label.
+    plain = ("", "default", "", "")
+    settings = [("" if t == "default" else t, t, "", "") for t in dict.fromkeys(args.threads)]
+    settings += [(f, "default", f, "") for f in dict.fromkeys(args.xla_flags)]
+    ours = [(a, "default", "", a) for a in dict.fromkeys(args.layer_args)]
 
     def of(system: str) -> list[tuple]:
         if system == "torch":
             return [plain]
-        return settings + (loops if system.startswith(("ours", "base")) else [])
+        return settings + (ours if system.startswith(("ours", "base")) else [])
 
     return {
         f"{s} {label}".strip(): (s, threads, flags, how)
@@ -629,9 +647,10 @@ def speed_table(args: argparse.Namespace, systems: list[str]) -> None:
     first_steps: dict[tuple[str, str, str], list[float]] = {}
 
     def tokens_per_s(column: str, cell: str, config: str) -> float:
-        system, threads, flags, loops = columns[column]
+        system, threads, flags, layer_args = columns[column]
         batches = args.batches // 3 if config == "long" else args.batches
-        result = run(system, cell, config, batches, threads=threads, xla_flags=flags, loops=loops)
+        settings = {"threads": threads, "xla_flags": flags, "layer_args": layer_args}
+        result = run(system, cell, config, batches, **settings)
         first_steps.setdefault((column, cell, config), []).append(result["times"][0])
         return result["tokens_per_s"]
 
@@ -660,8 +679,8 @@ def memory_table(args: argparse.Namespace, systems: list[str]) -> None:
     ratios = setting_ratios(columns, pairs)
     for cell in args.cells:
         resident, allocated = {}, {}
-        for column, (system, threads, flags, loops) in columns.items():
-            settings = {"threads": threads, "xla_flags": flags, "loops": loops}
+        for column, (system, threads, flags, layer_args) in columns.items():
+            settings = {"threads": threads, "xla_flags": flags, "layer_args": layer_args}
             resident[column] = run(system, cell, "long", 4, **settings)
             if system != "torch":  # PyTorch has no allocator counter on a CPU
                 allocated[column] = run(system, cell, "long", 4, counted=True, **settings)
