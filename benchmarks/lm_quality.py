@@ -13,6 +13,11 @@ training text in 20 minutes and both systems over-fit, the faster one first, so 
 would measure over-fitting more than learning (docs/models.md).
 `--dropout 0` gives the earlier protocol.
 
+`torch.nn.LSTM` is PyTorch's LSTM in the same model, trained the same way: the same batches
+(read from the same pipeline), the same dropout (one mask per sequence), Adam clipped at 5,
+schedule and evaluations, written in the usual PyTorch loop with PyTorch's own initial
+weights. It is a yardstick, measured only when torch is installed.
+
 The learning rate follows a cosine from 2e-3 down to `--final-lr` over the time budget, by
 training seconds: every system gets the same schedule in time, and one that runs more steps
 per second takes more steps at each rate. Decaying the rate to the end of a fixed budget
@@ -43,6 +48,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 SYSTEMS = {  # name -> (module, layer class) for the recurrent layers
     "unfold_rnn.LSTM": ("unfold_rnn", "LSTM"),
@@ -51,6 +57,7 @@ SYSTEMS = {  # name -> (module, layer class) for the recurrent layers
     "keras.layers.GRU": ("keras.layers", "GRU"),
     "unfold_rnn.MinGRU": ("unfold_rnn", "MinGRU"),
     "unfold_rnn.MinLSTM": ("unfold_rnn", "MinLSTM"),
+    "torch.nn.LSTM": ("torch.nn", "LSTM"),  # a yardstick: PyTorch's LSTM, trained the same way
 }
 
 parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -144,6 +151,108 @@ def train_one(name: str) -> dict:
     }
 
 
+def train_torch(name: str) -> dict:
+    """`train_one` for PyTorch's LSTM: the same data, model, schedule and evaluations."""
+    import time
+
+    import numpy as np
+    import torch
+
+    from unfold_rnn.data import read_text, text_data
+    from unfold_rnn.evaluation import STREAMS
+
+    torch.set_num_threads(os.cpu_count() or 1)
+    torch.manual_seed(args.seed)
+    text = read_text(args.text)
+    data = text_data(text, seq_len, batch_size, val_fraction, seed=args.seed)
+    validation_ids = np.asarray(data.vocab.encode(text[len(text) - data.validation_chars :]))
+    vocab = len(data.vocab)
+
+    def sequence_dropout(x: torch.Tensor) -> torch.Tensor:
+        """One mask per sequence, the same at every step, as the Keras model's Dropout."""
+        if not model.training or args.dropout == 0:
+            return x
+        keep = torch.rand(x.shape[0], 1, x.shape[2]) >= args.dropout
+        return x * keep / (1 - args.dropout)
+
+    class Model(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.embedding = torch.nn.Embedding(vocab, embedding_dim)
+            sizes = [embedding_dim] + [units] * num_layers
+            self.rnns = torch.nn.ModuleList(
+                torch.nn.LSTM(a, units, batch_first=True) for a in sizes[:-1]
+            )
+            self.logits = torch.nn.Linear(units, vocab)
+
+        def forward(self, ids: torch.Tensor, states: list | None = None) -> tuple:
+            h, after = sequence_dropout(self.embedding(ids)), []
+            for i, rnn in enumerate(self.rnns):
+                h, state = rnn(h, None if states is None else states[i])
+                h = sequence_dropout(h)
+                after.append(state)
+            return self.logits(h), after
+
+    model = Model()
+    optimizer = torch.optim.Adam(model.parameters(), lr=learning_rate)
+    loss_fn = torch.nn.CrossEntropyLoss()
+
+    def mean_loss(batches: Any) -> float:  # a tf.data dataset of (ids, targets)
+        total = count = 0
+        with torch.no_grad():
+            for x, y in batches.as_numpy_iterator():
+                logits, _ = model(torch.from_numpy(x).long())
+                targets = torch.from_numpy(y).long().reshape(-1)
+                total += float(loss_fn(logits.reshape(-1, vocab), targets)) * y.size
+                count += y.size
+        return total / count
+
+    def stream_loss() -> float:  # as unfold_rnn.evaluation.StreamReader reads the text
+        length = (len(validation_ids) - 1) // STREAMS
+        used = torch.from_numpy(validation_ids[: STREAMS * length + 1]).long()
+        inputs, targets = used[:-1].reshape(STREAMS, length), used[1:].reshape(STREAMS, length)
+        total, states = 0.0, None
+        with torch.no_grad():
+            for start in range(0, length, seq_len):
+                logits, states = model(inputs[:, start : start + seq_len], states)
+                step_targets = targets[:, start : start + seq_len].reshape(-1)
+                total += float(loss_fn(logits.reshape(-1, vocab), step_targets)) * len(step_targets)
+        return total / inputs.numel()
+
+    budget, elapsed, steps = args.minutes * 60, 0.0, 0
+    curve, stream_curve = [], []
+    train = data.train.as_numpy_iterator()
+    while elapsed < budget:
+        model.train()
+        start = time.perf_counter()
+        for _ in range(args.eval_steps):
+            done = min(1.0, (elapsed + time.perf_counter() - start) / budget)
+            cosine = (1 + math.cos(math.pi * done)) / 2  # 1 -> 0, as CosineInTime
+            rate = args.final_lr + (learning_rate - args.final_lr) * cosine
+            for group in optimizer.param_groups:
+                group["lr"] = rate
+            x, y = next(train)
+            optimizer.zero_grad()
+            logits, _ = model(torch.from_numpy(x).long())
+            loss = loss_fn(logits.reshape(-1, vocab), torch.from_numpy(y).long().reshape(-1))
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
+            optimizer.step()
+        elapsed += time.perf_counter() - start
+        steps += args.eval_steps
+        model.eval()
+        curve.append((elapsed, mean_loss(data.validation)))
+        stream_curve.append((elapsed, stream_loss()))
+    return {
+        "name": name,
+        "tokens_per_second": steps * batch_size * seq_len / elapsed,
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "curve": curve,
+        "stream_curve": stream_curve,
+        "streams": STREAMS,
+    }
+
+
 def loss_at(curve: list, seconds: float) -> float:
     """The validation loss of the last evaluation at or before `seconds` of training."""
     done = [loss for t, loss in curve if t <= seconds]
@@ -204,7 +313,7 @@ def svg_plot(curves: dict, width: int = 640, height: int = 400) -> str:
 
 
 if args.one:
-    print(json.dumps(train_one(args.one)))
+    print(json.dumps((train_torch if args.one.startswith("torch.") else train_one)(args.one)))
     sys.exit(0)
 
 results = {}
