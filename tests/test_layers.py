@@ -554,15 +554,24 @@ def test_tf_scan_is_the_loop_forward_and_backward(kind, rng, mode):
     assert other_loops == 0
 
 
-@pytest.mark.parametrize("recompute", [None, False])
-def test_long_sequences_recompute_by_default(rng, recompute):
-    """From 512 steps, the plan recomputes in chunks: the forward scan runs in every chunk of
-    the reverse one, and a scan over the chunks wraps each pass."""
-    layer = unfold_rnn.LSTM(3, return_sequences=True, recompute=recompute)
+@pytest.mark.parametrize(
+    "layer, recomputed",
+    [
+        (lambda: unfold_rnn.LSTM(3, return_sequences=True), True),
+        (lambda: unfold_rnn.LSTM(3, return_sequences=True, recompute=False), False),
+        (lambda: unfold_rnn.VanillaRNN(3, return_sequences=True), False),  # keeps h alone
+        (lambda: unfold_rnn.VanillaRNN(3, return_sequences=True, recompute=True), True),
+    ],
+)
+def test_long_sequences_recompute_by_default(rng, layer, recomputed):
+    """From 512 steps, the plan recomputes in chunks where the forward pass keeps more than
+    the states: the forward scan runs in every chunk of the reverse one, and a scan over the
+    chunks wraps each pass."""
+    layer = layer()
     x = rng.normal(size=(2, 512, D)).astype("float32")
     traced = tf.function(lambda: _outputs_and_gradients(layer, x))  # each scan traced once
     forward, backward, _ = _count_loops(traced)
-    assert (forward, backward) == ((3, 2) if recompute is None else (1, 1))
+    assert (forward, backward) == ((3, 2) if recomputed else (1, 1))
 
 
 # -- in model.fit, under XLA and mixed precision ---------------------------------------------

@@ -89,11 +89,12 @@ class Unfold(keras.layers.Layer):
             Both give the same numbers.
         recompute: keep only the outputs and the states at every K-th step (K near the
             square root of the length), and run each chunk forward again in the backward
-            pass: a little more time for much less memory at long sequences. By default
-            (None) from 512 steps on (`unfold_rnn.unfolding.chunk_length`); True at any
-            length whose number of steps is known when traced and has a divisor near its
-            square root, False never. Only the hand-written backward pass recomputes; the
-            same numbers either way.
+            pass: more time for much less memory at long sequences. By default (None) from
+            512 steps on (`unfold_rnn.unfolding.chunk_length`), for every cell whose forward
+            pass keeps more than its states (not a Vanilla RNN with tanh, sigmoid or relu);
+            True at any length known when traced that has a divisor near its square root,
+            False never. Only the hand-written backward pass recomputes; the same numbers
+            either way.
 
     Call arguments:
         sequences: (batch, time, features) float tensor.
