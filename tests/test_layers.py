@@ -666,6 +666,36 @@ def test_mixed_bfloat16(kind, rng):
     assert np.all(np.isfinite(history.history["loss"]))
 
 
+@pytest.mark.slow
+@pytest.mark.usefixtures("bfloat16_policy")
+@pytest.mark.parametrize("name", ["lstm", "gru"])
+def test_mixed_bfloat16_recomputed(rng, name):
+    """Each chunk projects and differentiates its bfloat16 x W + b against float32 weights."""
+    kind = KINDS[name]
+    x = rng.normal(size=(4, 12, 2)).astype("float32")
+    layer = kind.ours(8, return_sequences=True, recompute=True, **kind.kwargs)
+    reference = kind.ours(8, return_sequences=True, dtype="float32", **kind.kwargs)
+    reference(x)
+    layer(x)
+    layer.set_weights(reference.get_weights())
+    probe = tf.constant(rng.normal(size=(4, 12, 8)).astype("float32"))  # the same for both
+
+    def outputs_and_gradients(layer):
+        inputs = tf.constant(x)
+        with tf.GradientTape() as tape:
+            tape.watch(inputs)
+            outputs = tf.cast(layer(inputs), "float32")
+            loss = tf.reduce_sum(outputs * probe)
+        return outputs, tape.gradient(loss, [inputs, *layer.trainable_weights])
+
+    outputs, gradients = outputs_and_gradients(layer)
+    expected, expected_gradients = outputs_and_gradients(reference)
+    np.testing.assert_allclose(outputs, expected, atol=0.05)
+    for got, want in zip(gradients, expected_gradients, strict=True):
+        scale = np.abs(want).max()  # bfloat16 keeps about 3 significant digits
+        np.testing.assert_allclose(np.asarray(got, "float32") / scale, want / scale, atol=0.03)
+
+
 # -- serialization -----------------------------------------------------------------------------
 
 

@@ -23,6 +23,16 @@ that is follows from how the cell's `combine` reads p_t = x_t W + b and r_t (`Co
 
 Going back, a step sends a gradient to the states it reads itself (`OneMatmulStep.reads`)
 besides the one through h_{t-1} U; a masked step, which may pass any state on, to all.
+
+With `chunk` (K), the passes recompute: the forward pass keeps h_t and the states at the
+start of every chunk of K steps only; the backward pass is a reverse `tf.scan` over the
+chunks, each projecting its own x W + b, running its forward `tf.scan` again and then its
+reverse one, and adding its part of every gradient:
+
+    for j = T/K-1 .. 0:                                 tf.scan(..., reverse=True)
+        p = x_j W + b;  kept = forward over chunk j from its checkpoint
+        dr, dp = the reverse scan above over chunk j, from what chunk j+1 handed back
+        dx_j, dW, db from p's VJP;  dU += (h_{t-1} * m)^T dr over chunk j
 """
 
 from __future__ import annotations
@@ -242,6 +252,8 @@ def forward_in_chunks(loop: Loop, inputs: tf.Tensor, chunk: int) -> tuple[Checkp
     chunk projecting its own x W + b. Returns the checkpoints and the final states."""
     x = _in_chunks(inputs, chunk)
     masks = None if loop.mask is None else _in_chunks(loop.mask, chunk)
+    h0 = loop.initial_states[0]
+    first = (tuple(loop.initial_states), tf.zeros(tf.concat([[chunk], tf.shape(h0)], 0), h0.dtype))
 
     def step(previous: tuple, j: tf.Tensor) -> tuple:
         starts = previous[0]  # the states at the end of chunk j - 1
@@ -249,8 +261,6 @@ def forward_in_chunks(loop: Loop, inputs: tf.Tensor, chunk: int) -> tuple[Checkp
         kept = forward(piece, keeps_sums=False)
         return _shaped_as(first, (tuple(s[-1] for s in kept.states), kept.states[0]))
 
-    h0 = loop.initial_states[0]
-    first = (tuple(loop.initial_states), tf.zeros(tf.concat([[chunk], tf.shape(h0)], 0), h0.dtype))
     ends, outputs = tf.scan(step, tf.range(x.shape[0]), initializer=first, parallel_iterations=1)
     starts = tuple(
         tf.concat([s0[None], e[:-1]], 0) for s0, e in zip(loop.initial_states, ends, strict=True)
@@ -286,6 +296,15 @@ def backward_in_chunks(
     masks = None if loop.mask is None else _in_chunks(loop.mask, chunk)
     last = x.shape[0] - 1  # chunks, known when traced
     parts = loop.plan.combine is Combine.PARTS
+    dr_end, _, d_read_end = _at_end(loop, d_final_states)
+    weights = [loop.kernel] + ([] if loop.bias is None else [loop.bias])
+    first = _Later(
+        dr_end,
+        d_read_end,
+        tf.zeros_like(x[0]),
+        [tf.zeros_like(w) for w in weights],
+        [tf.zeros_like(v) for v in variables],
+    )
 
     def step(later: _Later, j: tf.Tensor) -> _Later:
         x_j = x[j]
@@ -308,15 +327,6 @@ def backward_in_chunks(
             first, _Later(dr[0], tuple(d[0] for d in d_read), d_x, d_weights, d_variables)
         )
 
-    dr_end, _, d_read_end = _at_end(loop, d_final_states)
-    weights = [loop.kernel] + ([] if loop.bias is None else [loop.bias])
-    first = _Later(
-        dr_end,
-        d_read_end,
-        tf.zeros_like(x[0]),
-        [tf.zeros_like(w) for w in weights],
-        [tf.zeros_like(v) for v in variables],
-    )
     # One chunk at a time: run side by side, TensorFlow's graph would hold several chunks'
     # recomputed arrays at once.
     back = tf.scan(step, tf.range(last + 1), initializer=first, reverse=True, parallel_iterations=1)

@@ -126,8 +126,11 @@ class _Cell(keras.layers.Layer):
 
     def project_inputs(self, inputs: tf.Tensor) -> tf.Tensor:
         """x W + b_input for inputs of shape (..., input_dim) -> (..., gates * units)."""
-        projected = tf.tensordot(inputs, self.kernel, axes=1)
-        return projected if not self.use_bias else projected + self.input_bias()
+        # Cast here, not by Keras's autocasting, which a recomputing backward pass is outside.
+        projected = tf.tensordot(inputs, tf.cast(self.kernel, inputs.dtype), axes=1)
+        if not self.use_bias:
+            return projected
+        return projected + tf.cast(self.input_bias(), inputs.dtype)
 
     def step(
         self, projected: tf.Tensor, states: State, recurrent_mask: tf.Tensor | None = None

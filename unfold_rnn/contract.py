@@ -17,7 +17,9 @@ cell may offer beyond it:
 
 - `OneMatmulStep`: the step is one matmul r_t = (h_{t-1} * m) U + b' (`recurrent_weights()`)
   and element-wise work around it (`combine(p_t, r_t, states)`); `unfold_rnn.bptt` then runs
-  the same `tf.scan` with backpropagation through time written by hand.
+  the same `tf.scan` with backpropagation through time written by hand. Recomputing, it calls
+  `project_inputs` again in the backward pass, outside the layer's call and so outside
+  Keras's mixed-precision autocasting: `project_inputs` casts its weights to x's dtype.
 - `LinearInH`: the step is h_t = a_t * h_{t-1} + b_t, with a_t and b_t from p_t alone
   (`coefficients(p_t)`); `unfold_rnn.parallel` then solves it with a parallel scan.
 
