@@ -218,9 +218,8 @@ def pytorch(cell: str) -> Timed:
     g = torch.randn(batch, steps, units)
     h = torch.randn(batch, steps, units, requires_grad=True)
 
-    def rnn_forward() -> None:
-        with torch.no_grad():
-            model.rnn(x)
+    def rnn_forward() -> None:  # as in training: with the graph and workspace for backward
+        model.rnn(x)
 
     def rnn_forward_backward() -> None:
         model.rnn(x)[0].backward(g)
