@@ -91,8 +91,8 @@ def choose(
         return reference
     compiled = compiles_faster(offered) if jit_compile is None else jit_compile
     if recompute is None and offered.combine is Combine.ACTIVATION:
-        # Its forward pass keeps the states alone, which recomputing cannot drop: at 1,000
-        # steps a Vanilla RNN's step held 17% fewer bytes and ran 22% slower with it.
+        # Its forward pass keeps the states alone, which recomputing cannot drop: it would pay
+        # a forward pass for little (docs/performance.md, "Memory at 1,000 steps").
         recompute = False
     return _HandWritten(bptt.Passes.compiled() if compiled else bptt.Passes(), recompute)
 
@@ -105,8 +105,9 @@ def compiles_faster(plan: OneMatmulStep) -> bool:
     return plan.combine is not Combine.PARTS
 
 
-# Recomputing costs one more forward pass. Below this many steps, what the forward pass
-# keeps for the backward pass (a few (T, B, G) arrays) is small beside the rest of a step.
+# Recomputing costs one more forward pass, and saves memory in proportion to T. Below this
+# many steps, what the forward pass keeps (a few (T, B, G) arrays) is small beside the rest
+# of a training process, and speed matters more.
 RECOMPUTED_FROM = 512
 
 
