@@ -99,7 +99,8 @@ def read_rows(table: str) -> tuple[list[str], list[str], list[list[str]]]:
     head = [line[2:] for line in lines if line.startswith("# ")]
     start = next(i for i, line in enumerate(lines) if line.startswith("config "))
     columns = lines[start].split()
-    rows = [line.split() for line in lines[start + 1 :] if line.split()[:1] == ["base"]]
+    table = lines[start + 1 : lines.index("", start) if "" in lines[start:] else None]
+    rows = [line.split() for line in table if line.split()[:1] == ["base"]]
     return head, columns, rows
 
 
