@@ -414,16 +414,11 @@ def unfold(
 
     @tf.custom_gradient
     def loop(projected: tf.Tensor, *args: tf.Tensor) -> Any:
-        states0, weights = tuple(args[:count]), args[count:]
-        bias = weights[1] if len(weights) > 1 else None
-        how = Loop(cell, plan, projected, states0, weights[0], bias, mask, recurrent_mask)
+        how = _loop(cell, plan, projected, args[:count], args[count:], mask, recurrent_mask)
         kept = passes.forward(how)
 
         def grad(d_outputs: tf.Tensor | None, *d_final: tf.Tensor | None) -> tuple:
-            d_outputs = tf.zeros_like(kept.states[0]) if d_outputs is None else d_outputs
-            d_final = tuple(
-                tf.zeros_like(s) if d is None else d for s, d in zip(states0, d_final, strict=True)
-            )
+            d_outputs, d_final = _filled(kept.states[0], how.initial_states, d_outputs, d_final)
             # Only a step that reads p_t apart from r_t (PARTS) reads it again: for the others,
             # x W + b need not be kept until the backward pass.
             back = how if plan.combine is Combine.PARTS else how._replace(projected=None)
@@ -460,16 +455,11 @@ def _unfold_in_chunks(
 
     @tf.custom_gradient
     def loop(inputs: tf.Tensor, *args: tf.Tensor) -> Any:
-        states0, weights = tuple(args[:count]), args[count:]
-        bias = weights[1] if len(weights) > 1 else None
-        how = Loop(cell, plan, None, states0, weights[0], bias, mask, recurrent_mask)
+        how = _loop(cell, plan, None, args[:count], args[count:], mask, recurrent_mask)
         kept, final_states = passes.forward_in_chunks(how, inputs, chunk)
 
         def grad(d_outputs: Any, *d_final: Any, variables: Any = None) -> Any:
-            d_outputs = tf.zeros_like(kept.outputs) if d_outputs is None else d_outputs
-            d_final = tuple(
-                tf.zeros_like(s) if d is None else d for s, d in zip(states0, d_final, strict=True)
-            )
+            d_outputs, d_final = _filled(kept.outputs, how.initial_states, d_outputs, d_final)
             variables = list(variables or [])
             d_inputs, d_initial, d_weights, d_variables = passes.backward_in_chunks(
                 how, inputs, kept, d_outputs, d_final, chunk, variables
@@ -481,3 +471,26 @@ def _unfold_in_chunks(
 
     outputs, *final_states = loop(inputs, *initial_states, *weights)
     return outputs, tuple(final_states)
+
+
+def _loop(
+    cell: Any,
+    plan: OneMatmulStep,
+    projected: tf.Tensor | None,
+    states0: Sequence[tf.Tensor],
+    weights: Sequence[tf.Tensor],
+    mask: tf.Tensor | None,
+    recurrent_mask: tf.Tensor | None,
+) -> Loop:
+    """The `Loop` of a custom gradient's arguments: the initial states, then U and b'."""
+    bias = weights[1] if len(weights) > 1 else None
+    return Loop(cell, plan, projected, tuple(states0), weights[0], bias, mask, recurrent_mask)
+
+
+def _filled(outputs: tf.Tensor, states0: State, d_outputs: Any, d_final: Sequence) -> tuple:
+    """The gradients of the outputs and final states, zeros where TensorFlow gave None."""
+    d_outputs = tf.zeros_like(outputs) if d_outputs is None else d_outputs
+    d_final = tuple(
+        tf.zeros_like(s) if d is None else d for s, d in zip(states0, d_final, strict=True)
+    )
+    return d_outputs, d_final
