@@ -35,7 +35,14 @@ import keras
 import tensorflow as tf
 
 from unfold_rnn import _checks
-from unfold_rnn.contract import Combine, FastPath, OneMatmulStep, State, state_sizes
+from unfold_rnn.contract import (
+    Combine,
+    Equations,
+    FastPath,
+    OneMatmulStep,
+    State,
+    state_sizes,
+)
 
 
 class _Cell(keras.layers.Layer):
@@ -153,6 +160,12 @@ class _Cell(keras.layers.Layer):
         looking inside the network (empty for the gateless Vanilla cell)."""
         raise NotImplementedError
 
+    def _equations(self, name: str, **settings: str | bool) -> Equations:
+        """Equations `name` over the weights this cell has (no bias without `use_bias`)."""
+        names = ("kernel", "recurrent_kernel", "bias")
+        weights = tuple(w for w in names if getattr(self, w, None) is not None)
+        return Equations(name, settings, weights)
+
     # -- the Keras cell contract -----------------------------------------------------------
 
     def get_initial_state(self, batch_size: int | tf.Tensor | None = None) -> list[tf.Tensor]:
@@ -258,6 +271,16 @@ class _RecurrentCell(_Cell):
         return {**super().get_config(), **config}
 
 
+def _name(activation: Callable) -> str:
+    """A Keras activation's name ("tanh"); a function of the user's own is said to be one."""
+    name = getattr(activation, "__name__", repr(activation))
+    try:
+        built_in = keras.activations.get(name) is activation
+    except ValueError:
+        built_in = False
+    return name if built_in else f"{name} (a function of your own)"
+
+
 # act'(z) from h = act(z), for the activations where h alone decides it. TensorFlow computes
 # its own gradients of these three from their outputs in the same way (TanhGrad, SigmoidGrad,
 # and ReluGrad given relu's output: h > 0 exactly where z > 0).
@@ -311,6 +334,9 @@ class VanillaCell(_RecurrentCell):
         if slope is None:  # softsign, say: act'(z_t) needs z_t itself
             return OneMatmulStep(Combine.SUM)
         return OneMatmulStep(Combine.ACTIVATION, slope=slope)
+
+    def equations(self) -> Equations:
+        return self._equations("vanilla", activation=_name(self.activation))
 
 
 @keras.saving.register_keras_serializable(package="unfold_rnn")
@@ -401,6 +427,14 @@ class GRUCell(_RecurrentCell):
         candidate = self.activation(x_h + reset_candidate(r))
         return (z * h + (1 - z) * candidate,), {"update": z, "reset": r}
 
+    def equations(self) -> Equations:
+        return self._equations(
+            "gru",
+            activation=_name(self.activation),
+            recurrent_activation=_name(self.recurrent_activation),
+            reset_after=self.reset_after,
+        )
+
     def get_config(self) -> dict[str, Any]:
         return {
             **super().get_config(),
@@ -478,6 +512,13 @@ class LSTMCell(_RecurrentCell):
         z_i, z_f, z_c, z_o = tf.split(z, 4, axis=-1)
         rec_act = self.recurrent_activation
         return rec_act(z_i), rec_act(z_f), self.activation(z_c), rec_act(z_o)
+
+    def equations(self) -> Equations:
+        return self._equations(
+            "lstm",
+            activation=_name(self.activation),
+            recurrent_activation=_name(self.recurrent_activation),
+        )
 
     def get_config(self) -> dict[str, Any]:
         return {

@@ -24,7 +24,10 @@ cell may offer beyond it:
   (`coefficients(p_t)`); `unfold_rnn.parallel` then solves it with a parallel scan.
 
 `step_with_gates(p_t, states)`, if a cell has it, also returns the gates by name, for
-`unfold_rnn.inspection`. docs/design.md shows a cell of a user's own, in 30 lines.
+`unfold_rnn.inspection`. `equations()`, if a cell has it, names the equations its step
+follows, as an `Equations` value, so that a step written outside TensorFlow (the web page's
+JavaScript, `unfold_rnn.web`) can follow them with the cell's weights. docs/design.md shows
+a cell of a user's own, in 30 lines.
 """
 
 from __future__ import annotations
@@ -95,6 +98,25 @@ class LinearInH:
 
 
 FastPath = OneMatmulStep | LinearInH
+
+
+@dataclass(frozen=True)
+class Equations:
+    """Which of the five steps' equations a cell follows, and the settings that change them.
+
+    Attributes:
+        name: "vanilla", "gru", "lstm", "mingru" or "minlstm": the equations in the
+            docstrings of `VanillaCell`, `GRUCell`, `LSTMCell`, `MinGRUCell`, `MinLSTMCell`.
+        settings: what changes them: activations by their Keras names ("activation",
+            "recurrent_activation") and the GRU's "reset_after".
+        weights: the weights the step reads, by Keras's names ("kernel", "recurrent_kernel",
+            "bias"), with Keras's shapes and gate orders; a weight the cell has not (no bias,
+            say) is left out.
+    """
+
+    name: str
+    settings: dict[str, str | bool]
+    weights: tuple[str, ...]
 
 
 def state_sizes(cell: Any) -> list[int]:

@@ -20,7 +20,7 @@ import keras
 import tensorflow as tf
 
 from unfold_rnn.cells import _Cell
-from unfold_rnn.contract import LinearInH, State
+from unfold_rnn.contract import Equations, LinearInH, State
 
 
 def g(x: tf.Tensor) -> tf.Tensor:
@@ -72,6 +72,9 @@ class MinGRUCell(_MinimalCell):
 
     gates = 2
 
+    def equations(self) -> Equations:
+        return self._equations("mingru")
+
     def coefficients(self, projected: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, dict]:
         k, x_h = tf.split(projected, 2, axis=-1)
         z = tf.sigmoid(k)
@@ -96,6 +99,9 @@ class MinLSTMCell(_MinimalCell):
     """
 
     gates = 3
+
+    def equations(self) -> Equations:
+        return self._equations("minlstm")
 
     def coefficients(self, projected: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, dict]:
         k_f, k_i, x_h = tf.split(projected, 3, axis=-1)
