@@ -21,6 +21,7 @@ from unfold_rnn.models import (
     build_binary_addition_model,
     build_language_model,
 )
+from unfold_rnn.web import export_web
 
 __all__ = [
     "GRU",
@@ -44,4 +45,5 @@ __all__ = [
     "build_binary_addition_model",
     "build_language_model",
     "export",
+    "export_web",
 ]

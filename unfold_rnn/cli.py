@@ -6,6 +6,7 @@
     unfold-rnn evaluate RUN_DIR --text PATH   loss of a language model on a text
     unfold-rnn inspect RUN_DIR  what the units do: coloured text, gate saturation, carry
     unfold-rnn export RUN_DIR --out DIR   a SavedModel for TF Serving, a LiteRT step model
+    unfold-rnn export RUN_DIR --web DIR   a static web page that runs the model (docs/web.md)
 
 Arguments are parsed into the configuration dataclasses, then the API does the work. Every
 message for the person at the terminal is produced here; a bad argument or input ends the
@@ -38,6 +39,7 @@ from unfold_rnn.inspect_run import inspect_run
 from unfold_rnn.models import CELLS
 from unfold_rnn.sampling import Sampler, SamplingOptions
 from unfold_rnn.training import train_binary_addition, train_language_model
+from unfold_rnn.web import export_web
 
 
 class _Parser(argparse.ArgumentParser):
@@ -176,16 +178,29 @@ def build_parser() -> argparse.ArgumentParser:
 
     export = commands.add_parser(
         "export",
-        help="a SavedModel for TF Serving and a LiteRT step model",
-        description="Write the run's model as a SavedModel in OUT/VERSION (OUT is then a TF "
-        "Serving model base path) with the signatures serving_default, step and generate, and "
-        "its step as OUT/step.tflite; a binary-addition run gets serving_default only. None of "
-        "it needs unfold_rnn to run (docs/export.md).",
+        help="a SavedModel and a LiteRT step model, or a static web page",
+        description="With --out, write the run's model as a SavedModel in OUT/VERSION (OUT is "
+        "then a TF Serving model base path) with the signatures serving_default, step and "
+        "generate, and its step as OUT/step.tflite; a binary-addition run gets serving_default "
+        "only (docs/export.md). With --web, write a static web page that runs the model in "
+        "plain JavaScript, from file:// or any server (docs/web.md). None of it needs "
+        "unfold_rnn to run.",
     )
     export.add_argument("run_dir", metavar="RUN_DIR", help="a train-lm or train-addition run")
-    export.add_argument("--out", required=True, help="the model base path to write into")
+    export.add_argument("--out", help="the model base path to write the SavedModel into")
     export.add_argument("--version", type=int, default=1, help="its directory (default: 1)")
-    export.add_argument("--overwrite", action="store_true", help="replace the version if it exists")
+    export.add_argument("--web", help="the folder to write the web page into")
+    export.add_argument(
+        "--web-dtype",
+        choices=("float32", "float16"),
+        default="float32",
+        help="the page's weights; float16 halves their size (default: float32)",
+    )
+    export.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace the version, or the web folder, if it exists",
+    )
     return parser
 
 
@@ -351,8 +366,27 @@ def _inspect(args: argparse.Namespace) -> None:
 
 
 def _export(args: argparse.Namespace) -> None:
+    if args.out is None and args.web is None:
+        raise ValueError(
+            "Say where to export: --out DIR for a SavedModel, --web DIR for a web page."
+        )
     if args.version < 1:
         raise ValueError(f"--version must be at least 1; got {args.version}.")
+    if args.web is not None:
+        _export_web(args)
+    if args.out is not None:
+        _export_saved_model(args)
+
+
+def _export_web(args: argparse.Namespace) -> None:
+    site = export_web(args.run_dir, args.web, args.web_dtype, args.overwrite)
+    print(f"Web page: {site.site / 'index.html'} ({site.weights_bytes / 1e6:.1f} MB of weights)")
+    if site.units:
+        print("Units offered: " + ", ".join(unit["label"] for unit in site.units))
+    print("Open it in a browser, or publish the folder on any static server (docs/web.md).")
+
+
+def _export_saved_model(args: argparse.Namespace) -> None:
     exported = export(args.run_dir, args.out, args.version, args.overwrite)
     print(f"SavedModel: {exported.saved_model}")
     if exported.tflite is not None:

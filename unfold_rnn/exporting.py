@@ -39,6 +39,7 @@ import keras
 import tensorflow as tf
 
 from unfold_rnn import runs
+from unfold_rnn._files import replace_dir
 from unfold_rnn.data import CharVocab
 from unfold_rnn.sampling import Sampler
 from unfold_rnn.stepper import StateSlot
@@ -89,7 +90,7 @@ def export(
         else:
             serving = _AdderServing(model)
             serving.save(staging / "saved_model")
-        _replace_dir(staging / "saved_model", target)
+        replace_dir(staging / "saved_model", target)
         tflite = out / TFLITE if (staging / TFLITE).exists() else None
         if tflite is not None:
             os.replace(staging / TFLITE, tflite)
@@ -114,23 +115,6 @@ def _staging_dir(out: Path, version: int) -> Iterator[Path]:
             shutil.rmtree(out, ignore_errors=True)
         raise
     shutil.rmtree(staging, ignore_errors=True)
-
-
-def _replace_dir(new: Path, target: Path) -> None:
-    """Rename `new` to `target`; an old `target` is moved aside first and removed after (put
-    back if the rename fails)."""
-    old = None
-    if target.exists():
-        old = target.with_name(f".{target.name}.old-{os.getpid()}")
-        os.rename(target, old)
-    try:
-        os.rename(new, target)
-    except OSError:
-        if old is not None:
-            os.rename(old, target)
-        raise
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
 
 
 def _describe(path: Path, **description: object) -> None:

@@ -13,9 +13,11 @@ import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import numpy as np
 import tensorflow as tf
 
 from unfold_rnn import pictures, runs
+from unfold_rnn.config import AdditionConfig
 from unfold_rnn.data import CharVocab, addition_problems, default_corpus, read_text
 from unfold_rnn.inspection import (
     Unit,
@@ -27,7 +29,9 @@ from unfold_rnn.inspection import (
     varies,
 )
 from unfold_rnn.stepper import (
+    Activations,
     LanguageModelStepper,
+    Layer,
     layer_activations,
     recurrent_layers,
     state_names,
@@ -142,10 +146,15 @@ def _language_model(run_dir, config, model, text, layer, unit, state, chars, out
     return Inspection(found, chosen, chosen_r, gates, files)
 
 
-def _addition(run_dir, config, recurrent, layer, unit, state, out) -> Inspection:
+def addition_activations(layer: Layer, config: AdditionConfig) -> tuple[Activations, np.ndarray]:
+    """An adder's recurrent layer over new problems of the run's size, from zero states as
+    at inference: its activations, and the carry out of each position (num, bits)."""
     bits, _ = addition_problems(500, config.bits, seed=config.seed + 101)
-    recorded = layer_activations(recurrent[layer], bits)  # from zero states, as at inference
-    carry = carries(bits)
+    return layer_activations(layer, bits), carries(bits)
+
+
+def _addition(run_dir, config, recurrent, layer, unit, state, out) -> Inspection:
+    recorded, carry = addition_activations(recurrent[layer], config)
     # An adder has one recurrent layer (--layer 0), so find_units numbers it right.
     found = find_units([recorded], {"carry": carry})
     top = found["carry"][0]
