@@ -127,7 +127,8 @@ class _Arrays:
 
     def add(self, name: str, array: Any) -> dict[str, Any]:
         values = np.asarray(array, np.float32)
-        stored = values.astype(self.dtype)
+        with np.errstate(over="ignore"):  # said below, in words
+            stored = values.astype(self.dtype)
         if not np.all(np.isfinite(stored)):
             raise ValueError(
                 f"{name} has values {self.dtype.name} cannot hold (beyond ±65504, or not finite); "
