@@ -380,7 +380,7 @@ def _export(args: argparse.Namespace) -> None:
 
 def _export_web(args: argparse.Namespace) -> None:
     site = export_web(args.run_dir, args.web, args.web_dtype, args.overwrite)
-    print(f"Web page: {site.site / 'index.html'} ({site.weights_bytes / 1e6:.1f} MB of weights)")
+    print(f"Web page: {site.site / 'index.html'} (weights.js: {site.weights_bytes:,} bytes)")
     if site.units:
         print("Units offered: " + ", ".join(unit["label"] for unit in site.units))
     print("Open it in a browser, or publish the folder on any static server (docs/web.md).")

@@ -6,12 +6,19 @@
 
   const $ = (id) => document.getElementById(id);
   const BUDGET_MS = 12; // stepping per chunk; the rest of each frame is the browser's
+  const KEPT_NUMBERS = 25e6; // every character's states are kept, so any unit can colour it
   const text = $("text");
   let model;
   let running = null; // the generation under way: { steps, count, started }
-  let written = []; // per character shown: { char, states }, its span is text.children[i]
-  let colourBy = null; // { layer, state, unit }, or null for plain text
+  let written = []; // per character shown: { char, row }, its span is text.children[i]
+  let colourBy = null; // { layer, state, unit, at }, or null for plain text
   let scale = 0; // the largest |value| of the unit so far: colours are value / scale
+
+  // The next chunk as soon as the browser has drawn and handled input: a message to the page
+  // itself, which setTimeout would hold back 4 ms each time once its calls nest.
+  const channel = new MessageChannel();
+  channel.port1.onmessage = () => pump();
+  const later = () => channel.port2.postMessage(null);
 
   function status(message, error = false) {
     $("status").textContent = message;
@@ -30,7 +37,8 @@
     if (!greedy && !(temperature > 0)) throw new Error("The temperature must be > 0 (or tick Greedy).");
     if (!(topK >= 0 && topK <= model.chars.length)) throw new Error(`Top-k must be from 0 (off) to ${model.chars.length}.`);
     if (!(topP > 0 && topP <= 1)) throw new Error("Top-p must be in (0, 1]; 1 is off.");
-    if (!(length >= 1)) throw new Error("The length must be at least 1.");
+    const longest = Math.floor(KEPT_NUMBERS / model.stateWidth);
+    if (!(length >= 1 && length <= longest)) throw new Error(`The length must be from 1 to ${longest}.`);
     return { temperature, topK: topK || null, topP: topP < 1 ? topP : null, greedy, length, seed: Math.floor(number("seed")) || 0 };
   }
 
@@ -54,7 +62,7 @@
     $("generate").disabled = true;
     $("stop").disabled = false;
     status("Writing…");
-    setTimeout(pump, 0);
+    later();
   }
 
   function pump() {
@@ -65,12 +73,13 @@
     let next;
     while (!(next = running.steps.next()).done) {
       const { char, prime, states } = next.value;
+      const row = model.flatStates(states, new Float32Array(model.stateWidth));
       const span = document.createElement("span");
       span.textContent = char;
       if (prime) span.className = "prime";
       else running.count += 1;
       fragment.appendChild(span);
-      written.push({ char, states });
+      written.push({ char, row });
       if (performance.now() > end) break;
     }
     text.appendChild(fragment);
@@ -81,7 +90,7 @@
       finish(`Wrote ${running.count} characters (${rate} per second).`);
     } else {
       status(`Writing… ${running.count} characters (${rate} per second)`);
-      setTimeout(pump, 0);
+      later();
     }
   }
 
@@ -97,7 +106,7 @@
   // -- colouring by a unit ---------------------------------------------------------------
 
   function valueOf(entry) {
-    return entry.states[colourBy.layer][colourBy.state][colourBy.unit];
+    return entry.row[colourBy.at];
   }
 
   // Blue (negative) through white (0) to red (positive), as `unfold-rnn inspect` draws.
@@ -134,6 +143,10 @@
   }
 
   function choose(pick) {
+    if (pick) {
+      const slot = model.stateLayout.find((s) => s.layer === pick.layer && s.state === model.layers[pick.layer].states[pick.state]);
+      pick.at = slot.offset + pick.unit;
+    }
     colourBy = pick;
     scale = 0;
     if (pick) {
@@ -200,6 +213,7 @@
     document.title = `${model.run}: unfold_rnn`;
     $("about").textContent = `Run ${model.run}: ${layers.length} × ${layers[0].equations} of ${layers[0].units} units, over ${model.chars.length} characters.`;
     $("prime").value = defaultPrime();
+    $("length").max = String(Math.floor(KEPT_NUMBERS / model.stateWidth));
     $("layer").replaceChildren(new Option("none", "-1"), ...layers.map((l, i) => new Option(l.name, String(i))));
     $("layer").value = "-1";
     fillStates();

@@ -249,6 +249,17 @@
           step: make({ units: layer.units, W: w.kernel, U: w.recurrent_kernel, b: w.bias, settings: layer.settings }),
         };
       });
+      // Where each state sits in a row of all of them (flatStates): layer after layer, each
+      // layer's states in its cell's order.
+      this.stateLayout = [];
+      let offset = 0;
+      this.layers.forEach((layer, l) =>
+        layer.states.forEach((state) => {
+          this.stateLayout.push({ layer: l, state, offset, size: layer.units });
+          offset += layer.units;
+        }),
+      );
+      this.stateWidth = offset;
       const head = weights(data.head.weights, buffer);
       this.head = { ...head, activation: ACTIVATIONS[data.head.activation], size: head.kernel.shape[1] };
       if (data.kind === "language_model") {
@@ -328,10 +339,17 @@
       }
     }
 
-    // The states as one row, layer after layer, each layer's states in its cell's order:
-    // the layout of the SavedModel's `step` signature.
-    flatStates(states) {
-      return Float64Array.from(states.flatMap((layer) => layer.flatMap((s) => Array.from(s))));
+    // The states as one row (into `row`, if given), in `stateLayout`: the layout of the
+    // SavedModel's `step` signature.
+    flatStates(states, row = new Float64Array(this.stateWidth)) {
+      let offset = 0;
+      for (const layer of states) {
+        for (const state of layer) {
+          row.set(state, offset);
+          offset += state.length;
+        }
+      }
+      return row;
     }
   }
 
