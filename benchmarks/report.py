@@ -30,6 +30,8 @@ COMMANDS = {
     "memory": "speed.py --memory-only --systems ours ours+xla keras",
     "generation": "speed.py --tables generation --systems ours keras torch --configs base "
     "--rounds 3",
+    # The web page in headless Chromium, against the Sampler in Python.
+    "web": "web_generation.py --rounds 3",
     # Our LSTM and Keras's, 20 minutes each on a text (--text); also writes .csv and .svg.
     "quality": "lm_quality.py {text} --minutes 20 --eval-steps 200 --seed 0 "
     "--systems unfold_rnn.LSTM keras.layers.LSTM torch.nn.LSTM --out benchmarks/results",
@@ -195,6 +197,21 @@ def first_step_table() -> str:
     return "\n".join([*out, "", f"Measured: {head[1]}. Made by {made}."])
 
 
+def web_table() -> str:
+    head, columns, rows = read_rows("web")
+    titles = ["page, chars/s", "js, chars/s", "python, chars/s", "page : python", "load, s"]
+    lines = ["| cell | " + " | ".join(titles) + " | weights, MB |"]
+    lines.append("|---" * 7 + "|")
+    for row in rows:
+        value = dict(zip(columns, row, strict=False))
+        figures = [
+            value[c] for c in ("page", "js", "python", "page/python", "load_s", "weights_MB")
+        ]
+        lines.append(f"| {row[1]} | " + " | ".join(figures) + " |")
+    made = f"`python benchmarks/report.py --only web`, which runs `{head[0]}`"
+    return "\n".join([*lines, "", f"Measured: {head[1]}. Made by {made}."])
+
+
 def profile_table() -> str:
     """The profile as pass_profile.py prints it: Markdown already."""
     lines = (RESULTS / "profile.txt").read_text().splitlines()
@@ -216,6 +233,7 @@ def render() -> None:
         "generation": lambda: ratio_table(
             "generation", [("ours", "keras"), ("ours", "torch")], "chars/s"
         ),
+        "web": web_table,
         "memory": memory_table,
         "quality": lambda: quality_table("quality"),
         "lengths": lengths_table,
