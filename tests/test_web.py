@@ -314,6 +314,8 @@ def test_a_site_is_replaced_whole_or_not_at_all(tmp_path):
         unfold_rnn.export_web(tmp_path / "odd", tmp_path / "site", overwrite=True)
     assert [p.name for p in (tmp_path / "site").iterdir()] == ["mine.txt"]
 
+    with pytest.raises(ValueError, match="holds the run itself"):
+        unfold_rnn.export_web(tmp_path / "run", tmp_path, overwrite=True)
     unfold_rnn.export_web(tmp_path / "run", tmp_path / "site", overwrite=True)
     names = sorted(p.name for p in (tmp_path / "site").iterdir())
     assert names == ["index.html", "page.css", "page.js", "unfold_rnn.js", "weights.js"]

@@ -43,7 +43,8 @@ DTYPES = {"float32": "<f4", "float16": "<f2"}  # little-endian, as every browser
 # What unfold_rnn.js implements: the five cells' equations and these activations.
 EQUATIONS = ("vanilla", "gru", "lstm", "mingru", "minlstm")
 ACTIVATIONS = ("tanh", "sigmoid", "relu", "linear", "hard_sigmoid", "softsign")
-PAGES = {"language_model": "page.js", "binary_addition": "adder.js"}
+# The page and its script, by the run's kind; both load page.css, unfold_rnn.js and weights.js.
+PAGES = {"language_model": ("index.html", "page.js"), "binary_addition": ("adder.html", "adder.js")}
 
 
 @dataclass(frozen=True)
@@ -75,7 +76,11 @@ def export_web(
     run_dir, out = Path(run_dir), Path(out)
     config = runs.read_config(run_dir)
     model = runs.load_model(run_dir / runs.MODEL)
-    if not overwrite and out.exists() and (not out.is_dir() or any(out.iterdir())):
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"{out} is a file; the page is a folder. Choose another place for it.")
+    if out.resolve() in (run_dir.resolve(), *run_dir.resolve().parents):
+        raise ValueError(f"{out} holds the run itself; write the page somewhere else.")
+    if not overwrite and out.exists() and any(out.iterdir()):
         raise ValueError(
             f"{out} already holds files. Choose another folder, or replace it (--overwrite)."
         )
@@ -94,7 +99,7 @@ def export_web(
     return WebExport(out, len(script.encode("utf-8")), tuple(data["units"]))
 
 
-def _write_site(out: Path, script: str, page: str) -> None:
+def _write_site(out: Path, script: str, page: tuple[str, str]) -> None:
     """The page's files in a new folder beside `out`, renamed into place when all are written;
     on failure, `out` is as it was."""
     try:
@@ -104,9 +109,9 @@ def _write_site(out: Path, script: str, page: str) -> None:
         raise ValueError(f"Cannot write to {out}: {error.strerror or error}.") from None
     try:
         assets = resources.files("unfold_rnn") / "web_assets"
-        html = "adder.html" if page == "adder.js" else "index.html"
+        html, code = page
         (staging / "index.html").write_bytes((assets / html).read_bytes())
-        for name in ("unfold_rnn.js", "page.css", page):
+        for name in ("unfold_rnn.js", "page.css", code):
             (staging / name).write_bytes((assets / name).read_bytes())
         (staging / "weights.js").write_text(script, encoding="utf-8")
         replace_dir(staging, out)
