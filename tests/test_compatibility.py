@@ -47,6 +47,7 @@ def test_a_0_2_0_run_resumes(tmp_path):
     assert runs.load_model(tmp_path / "gru-0.2.0" / runs.MODEL) is not None
 
 
+@pytest.mark.slow
 def test_a_0_2_0_run_evaluates_and_exports(tmp_path, text_file, capsys):
     run = FIXTURES / "lm-0.2.0"
     assert cli.main(["evaluate", str(run), "--text", str(text_file)]) == 0

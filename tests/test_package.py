@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 import unfold_rnn
 
 # Run in a fresh interpreter: once TensorFlow and Keras have loaded (both open descriptors of
@@ -34,6 +36,7 @@ for name in ("LSTM", "GRU", "VanillaRNN", "MinGRU", "MinLSTM", "Unfold", "LSTMCe
 """
 
 
+@pytest.mark.slow
 def test_importing_the_package_registers_every_class_and_has_no_other_side_effect():
     """As every Keras extension: after `import unfold_rnn`, Keras knows each serializable
     class by the name a saved model gives it."""

@@ -178,6 +178,7 @@ def _text_spans(browser) -> list:
     return browser.find_elements("css selector", "#text span")
 
 
+@pytest.mark.slow
 def test_a_user_opens_the_page_writes_stops_and_colours(browser, tmp_path):
     _run(tmp_path / "run", "lstm")
     lines = ["  abc de, fgh.", "XY: ab ba", "    cab dag.", "Z: ha"] * 20
