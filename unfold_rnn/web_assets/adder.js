@@ -21,14 +21,6 @@
     return td;
   }
 
-  // Blue (negative) through white (0) to red (positive), as `unfold-rnn inspect` draws.
-  function background(value, scale) {
-    const v = Math.max(-1, Math.min(1, value / (scale || 1)));
-    const [r, g, b] = v >= 0 ? [0.84, 0.19, 0.15] : [0.17, 0.4, 0.74];
-    const w = Math.abs(v);
-    return `rgb(${[r, g, b].map((c) => Math.round(255 * (1 + w * (c - 1)))).join(",")})`;
-  }
-
   function add(event) {
     event.preventDefault();
     clearTimeout(timer);
@@ -63,7 +55,7 @@
       const right = String(s.bit) === truth[truth.length - 1 - t];
       cell(rows[2], String(s.bit), right ? "" : "wrong").title = `p(1) = ${s.probability.toFixed(3)}`;
       const td = cell(rows[3], `${values[t] >= 0 ? "+" : ""}${values[t].toFixed(2)}`);
-      td.style.background = background(values[t], scale);
+      td.style.background = UnfoldRNN.activationColour(values[t], scale);
       written += s.bit * 2 ** t;
       t += 1;
       if (t < steps.length) {

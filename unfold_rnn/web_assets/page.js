@@ -109,14 +109,6 @@
     return entry.row[colourBy.at];
   }
 
-  // Blue (negative) through white (0) to red (positive), as `unfold-rnn inspect` draws.
-  function background(value) {
-    const v = Math.max(-1, Math.min(1, value / (scale || 1)));
-    const [r, g, b] = v >= 0 ? [0.84, 0.19, 0.15] : [0.17, 0.4, 0.74];
-    const w = Math.abs(v);
-    return `rgb(${[r, g, b].map((c) => Math.round(255 * (1 + w * (c - 1)))).join(",")})`;
-  }
-
   // Colours the characters from `first` on; all of them when the scale grows.
   function colour(first = 0) {
     const spans = text.children;
@@ -132,7 +124,7 @@
     }
     for (let i = first; i < written.length; i++) {
       const value = valueOf(written[i]);
-      spans[i].style.background = background(value);
+      spans[i].style.background = UnfoldRNN.activationColour(value, scale);
       spans[i].title = `${value >= 0 ? "+" : ""}${value.toFixed(3)}`;
     }
   }

@@ -239,6 +239,17 @@
     return order[order.length - 1];
   }
 
+  // -- showing a unit ----------------------------------------------------------------------
+
+  // The CSS colour of an activation, as `unfold-rnn inspect` draws it (Karpathy et al. 2015):
+  // blue for negative through white at 0 to red for positive, at full strength at ±scale.
+  function activationColour(value, scale) {
+    const v = Math.max(-1, Math.min(1, value / (scale || 1)));
+    const [r, g, b] = v >= 0 ? [0.84, 0.19, 0.15] : [0.17, 0.4, 0.74];
+    const w = Math.abs(v);
+    return `rgb(${[r, g, b].map((c) => Math.round(255 * (1 + w * (c - 1)))).join(",")})`;
+  }
+
   // -- the model ---------------------------------------------------------------------------
 
   class Model {
@@ -390,5 +401,5 @@
     });
   }
 
-  root.UnfoldRNN = { load, loadScript, pick, seeded, CELLS, ACTIVATIONS };
+  root.UnfoldRNN = { load, loadScript, pick, seeded, activationColour, CELLS, ACTIVATIONS };
 })(globalThis);
