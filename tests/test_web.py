@@ -318,6 +318,9 @@ def test_a_site_is_replaced_whole_or_not_at_all(tmp_path):
     with pytest.raises(ValueError, match="holds the run itself"):
         unfold_rnn.export_web(tmp_path / "run", tmp_path, overwrite=True)
     unfold_rnn.export_web(tmp_path / "run", tmp_path / "site", overwrite=True)
+    (tmp_path / "made_by_mkdir").mkdir()  # a web server reads the folder as it would this one
+    mode = (tmp_path / "made_by_mkdir").stat().st_mode
+    assert (tmp_path / "site").stat().st_mode == mode
     names = sorted(p.name for p in (tmp_path / "site").iterdir())
     assert names == ["index.html", "page.css", "page.js", "unfold_rnn.js", "weights.js"]
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no staging left

@@ -105,6 +105,7 @@ def _write_site(out: Path, script: str, page: tuple[str, str]) -> None:
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+        staging.chmod(_new_folder_mode())  # mkdtemp's 0700 would keep a web server out
     except OSError as error:
         raise ValueError(f"Cannot write to {out}: {error.strerror or error}.") from None
     try:
@@ -119,6 +120,13 @@ def _write_site(out: Path, script: str, page: tuple[str, str]) -> None:
         raise ValueError(f"Cannot write to {out}: {error.strerror or error}.") from None
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def _new_folder_mode() -> int:
+    """The mode `mkdir` gives a new folder: 0777 less the process's umask."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o777 & ~umask
 
 
 class _Arrays:
